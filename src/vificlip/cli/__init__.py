@@ -1,0 +1,41 @@
+"""`vificlip` command line: one module per command group, each with ``register(subparsers)``.
+
+Each command module parses its arguments and calls one function of tools/ or engine/. Bad input surfaces as a
+:class:`~vificlip.errors.VificlipError` (or a missing file) and is printed as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import VificlipError
+from . import predict_cmd
+
+# Literal list of command modules (no registry): grep finds every command here.
+COMMAND_MODULES = (predict_cmd,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vificlip", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (VificlipError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"vificlip {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def entry() -> None:
+    sys.exit(main())
