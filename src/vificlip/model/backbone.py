@@ -42,7 +42,9 @@ class ClipArch:
         if self.vision_width % self.vision_heads or self.text_width % self.text_heads:
             raise ArchitectureError(f"widths must be divisible by heads: {self}")
         if self.image_size % self.patch_size:
-            raise ArchitectureError(f"image_size {self.image_size} is not a multiple of patch {self.patch_size}")
+            raise ArchitectureError(
+                f"image_size {self.image_size} is not a multiple of patch {self.patch_size}"
+            )
 
     @property
     def grid_size(self) -> int:
@@ -56,7 +58,9 @@ class ClipArch:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ArchitectureError(f"unknown architecture fields {unknown}; expected a subset of {sorted(known)}")
+            raise ArchitectureError(
+                f"unknown architecture fields {unknown}; expected a subset of {sorted(known)}"
+            )
         return cls(**values)
 
 
@@ -65,15 +69,28 @@ NAMED_ARCHS: dict[str, ClipArch] = {
     "ViT-B/32": ClipArch(patch_size=32),
     "ViT-B/16": ClipArch(),
     "ViT-L/14": ClipArch(
-        embed_dim=768, patch_size=14, vision_width=1024, vision_layers=24, vision_heads=16, text_width=768,
+        embed_dim=768,
+        patch_size=14,
+        vision_width=1024,
+        vision_layers=24,
+        vision_heads=16,
+        text_width=768,
         text_heads=12,
     ),
     "ViT-L/14@336px": ClipArch(
-        embed_dim=768, image_size=336, patch_size=14, vision_width=1024, vision_layers=24, vision_heads=16,
-        text_width=768, text_heads=12,
+        embed_dim=768,
+        image_size=336,
+        patch_size=14,
+        vision_width=1024,
+        vision_layers=24,
+        vision_heads=16,
+        text_width=768,
+        text_heads=12,
     ),
 }
-NAMED_ARCHS.update({name.replace("/", "-").replace("@336px", "-336"): arch for name, arch in list(NAMED_ARCHS.items())})
+NAMED_ARCHS.update(
+    {name.replace("/", "-").replace("@336px", "-336"): arch for name, arch in list(NAMED_ARCHS.items())}
+)
 
 
 def arch_by_name(name: str) -> ClipArch:

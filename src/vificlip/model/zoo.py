@@ -26,5 +26,7 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     path = Path(key).expanduser()
     if not path.exists():
         known = ", ".join(sorted(BUILTIN_CHECKPOINTS))
-        raise FileNotFoundError(f"checkpoint {key!r} not found (not a file, folder, or built-in name: {known})")
+        raise FileNotFoundError(
+            f"checkpoint {key!r} not found (not a file, folder, or built-in name: {known})"
+        )
     return path
