@@ -12,10 +12,38 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import VificlipError
-from . import predict_cmd
+from . import (
+    benchmark_cmd,
+    config_cmd,
+    convert_cmd,
+    demo_cmd,
+    embed_cmd,
+    predict_cmd,
+    prepare_cmd,
+    pretrain_cmd,
+    protocol_cmd,
+    search_cmd,
+    splits_cmd,
+    train_cmd,
+    visualize_cmd,
+)
 
 # Literal list of command modules (no registry): grep finds every command here.
-COMMAND_MODULES = (predict_cmd,)
+COMMAND_MODULES = (
+    train_cmd,
+    protocol_cmd,
+    config_cmd,
+    predict_cmd,
+    convert_cmd,
+    visualize_cmd,
+    embed_cmd,
+    search_cmd,
+    benchmark_cmd,
+    splits_cmd,
+    prepare_cmd,
+    pretrain_cmd,
+    demo_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,6 +49,9 @@ def part_of(clip_param_name: str) -> str:
 def apply_variant(clip: nn.Module, prompts: nn.Module, variant: str) -> None:
     """Set ``requires_grad`` on the CLIP backbone and the prompt module according to :data:`TRAINABLE`."""
     image, text, scale, prompt = TRAINABLE[check_variant(variant)]
+    if variant == "zeroshot" and any(True for _ in prompts.parameters()):
+        raise VificlipError("variant 'zeroshot' is vanilla CLIP and never carries prompts (SPEC quirk 21); "
+                            "use variant 'prompt' for a prompt model")  # fmt: skip
     wanted = {"image": image, "text": text, "scale": scale, "token_embedding": False, "other": False}
     for name, param in clip.named_parameters():
         param.requires_grad_(wanted[part_of(name)])

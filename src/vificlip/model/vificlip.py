@@ -79,8 +79,8 @@ class ViFiCLIP(nn.Module):
 
     def set_variant(self, variant: str) -> None:
         """Switch which parameters train (e.g. a ViFi-CLIP checkpoint evaluated as text-FT)."""
-        self.variant = check_variant(variant)
-        apply_variant(self.clip, self.prompts, self.variant)
+        apply_variant(self.clip, self.prompts, variant)  # validates first: a refused variant changes nothing
+        self.variant = variant
         self._text_cache.clear()
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:

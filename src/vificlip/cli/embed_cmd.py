@@ -1,0 +1,62 @@
+"""`vificlip embed`: one L2-normalised embedding per video of a folder, resumable, optionally drawn as a 2-D map."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import VificlipError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("embed", help="embed every video of a folder into a searchable index")
+    p.add_argument("folder", help="folder of videos (searched recursively); class = parent folder name")
+    p.add_argument(
+        "--checkpoint", required=True, help="checkpoint file/folder (any supported format) or built-in name"
+    )
+    p.add_argument(
+        "--base-checkpoint", help="base CLIP weights for the authors' checkpoints (no token embedding)"
+    )
+    p.add_argument("--out", required=True, help="index file (.safetensors); an existing one is resumed")
+    p.add_argument(
+        "--template", help="prompt template with {} recorded for search (default: the checkpoint's)"
+    )
+    p.add_argument("--frames", type=int, default=16, help="frames sampled per video (segment centres)")
+    p.add_argument(
+        "--crops", type=int, choices=(1, 3), default=1, help="1 centre crop or 3 crops (SPEC §2.6)"
+    )
+    p.add_argument("--normalization", choices=("authors", "clip"), default="authors")
+    p.add_argument("--backend", default="auto", help="decoder: auto, pyav, torchcodec, decord, frames")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: in the main process)")
+    p.add_argument("--flush-every", type=int, default=64, help="videos per part file written while running")
+    p.add_argument("--plot", nargs="?", const="", metavar="PNG",
+                   help="also draw a 2-D map coloured by class (default file: the index with .png)")  # fmt: skip
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..model.zoo import resolve_checkpoint
+    from ..tools.embed import embed_folder, model_identity, plot_index
+    from ..tools.predict import load
+
+    if args.frames < 1 or args.workers < 0 or args.flush_every < 1:
+        raise VificlipError("--frames and --flush-every must be at least 1, --workers at least 0")
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder")
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    base = resolve_checkpoint(args.base_checkpoint) if args.base_checkpoint else None
+    recognizer = load(checkpoint, base=base, num_frames=args.frames, device=args.device, template=args.template,
+                      num_crops=args.crops, normalization=args.normalization, backend=args.backend)  # fmt: skip
+    identity = model_identity(recognizer, checkpoint, base)
+    result = embed_folder(recognizer, folder, args.out, identity, backend=args.backend, workers=args.workers,
+                          flush_every=args.flush_every)  # fmt: skip
+    print(f"{args.out}: {len(result.index)} videos ({result.added} new, {result.skipped} already there, "
+          f"{len(result.failed)} unreadable)")  # fmt: skip
+    for path, reason in result.failed:
+        print(f"  unreadable: {path}: {reason}")
+    if args.plot is not None:
+        png = Path(args.plot) if args.plot else Path(args.out).with_suffix(".png")
+        print(f"map: {plot_index(result.index, png)}")
+    return 2 if result.failed else 0

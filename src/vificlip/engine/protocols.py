@@ -1,0 +1,371 @@
+"""Protocol runners: each chains one row of a paper table (SPEC §2.10, §3.12, §4.2) and writes its report.
+
+* zero-shot: train on K400 (or take a model), evaluate each target on its 3 splits → mean ± std per target;
+* base-to-novel: train on 3 base draws; evaluate base and novel, each with its own class set → average → HM;
+* few-shot: one training per K, evaluated on split 1 only (quirk 19);
+* supervised: train, then the final model with 4 clips × 3 crops.
+
+The ``run_*`` functions take explicit configs (the demo calls them with its own data); ``plan_*`` builds those
+configs from an engine preset and its data preset (``data.dataset``). A sub-run that already finished is not
+repeated and an interrupted one resumes, so re-running a protocol command continues it. With
+``eval.wise_alpha`` every evaluation is repeated on the WiSE-FT weights and reported as a separate row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..data.presets import load_dataset_preset
+from ..model.vificlip import ViFiCLIP
+from . import builders
+from .checkpoint import MODEL_FILE, pointer_dir, read_pointer
+from .config import ConfigError, RunConfig, atomic_write_text
+from .distributed import current_topology, init_distributed
+from .evaluate import EvalSpec, evaluate_config, wise_interpolate
+from .metrics import EvalResult, harmonic_mean, mean_std
+from .train import train
+
+log = logging.getLogger(__name__)
+
+METHODS = {"vifi": "ViFi-CLIP", "image": "CLIP image-FT", "text": "CLIP text-FT", "zeroshot": "Vanilla CLIP",
+           "prompt": "ViFi-CLIP + VL prompting"}  # fmt: skip
+RESULTS_FILE = "results.json"
+TABLE_FILE = "results.md"
+
+
+@dataclasses.dataclass
+class ProtocolResult:
+    """One table row (two with WiSE-FT): ``cells`` maps a column title to its text; ``summary`` the numbers."""
+
+    protocol: str
+    method: str
+    input: str
+    cells: dict[str, str]
+    summary: dict
+    runs: list[dict]
+    wise_cells: dict[str, str] | None = None
+
+    def rows(self) -> list[tuple[str, str, dict[str, str]]]:
+        rows = [(self.method, self.input, self.cells)]
+        if self.wise_cells is not None:
+            rows.append(
+                (f"{self.method} + WiSE-FT (α={self.summary['wise_alpha']:g})", self.input, self.wise_cells)
+            )
+        return rows
+
+
+def _method(cfg: RunConfig) -> str:
+    return METHODS[cfg.model.variant]
+
+
+def _input(cfg: RunConfig) -> str:
+    return f"{cfg.data.num_frames}x{cfg.data.input_size}"
+
+
+def _sub(cfg: RunConfig, output_dir: Path, name: str, **data: str | None) -> RunConfig:
+    """A copy of ``cfg`` writing to ``output_dir/name`` with some data fields replaced."""
+    return dataclasses.replace(cfg, name=f"{cfg.name}_{name}", data=dataclasses.replace(cfg.data, **data),
+                               output=dataclasses.replace(cfg.output, dir=str(output_dir / name)))  # fmt: skip
+
+
+# ---- running pieces -----------------------------------------------------------------------------------------
+def _trained_model(cfg: RunConfig, device: str) -> ViFiCLIP:
+    """Train ``cfg`` (resuming or reusing a finished run), or build it as-is for vanilla zero-shot CLIP."""
+    topo = init_distributed(device)
+    if cfg.model.variant == "zeroshot":
+        return builders.build_model(cfg.model).to(topo.device)
+    if (cfg.run_dir / "train_results.json").is_file():
+        log.info("%s: already trained, reusing %s", cfg.name, cfg.run_dir)
+        return builders.load_weights(str(pointer_dir(cfg.run_dir) / MODEL_FILE), cfg.model).to(topo.device)
+    resume = "auto" if read_pointer(cfg.run_dir) is not None else None
+    return train(cfg, resume=resume, device=device).model
+
+
+def _models(cfg: RunConfig, model: ViFiCLIP) -> dict[str, ViFiCLIP]:
+    """The model, plus its WiSE-FT interpolation with the starting weights when ``eval.wise_alpha`` is set."""
+    models = {"model": model}
+    alpha = cfg.eval.wise_alpha
+    # WiSE-FT blends fine-tuned CLIP weights with the starting ones; prompt models keep CLIP frozen, vanilla
+    # CLIP was never tuned, so neither has anything to blend.
+    if (
+        alpha is not None
+        and cfg.model.variant not in ("zeroshot", "prompt")
+        and cfg.model.checkpoint is not None
+    ):
+        zero_shot = builders.load_weights(cfg.model.checkpoint, cfg.model).to(next(model.parameters()).device)
+        models["wise"] = wise_interpolate(zero_shot, model, alpha)
+    return models
+
+
+def _evaluate_all(
+    cfg: RunConfig, models: dict[str, ViFiCLIP], spec: EvalSpec, out_dir: Path
+) -> dict[str, EvalResult]:
+    """The same evaluation for each model; the WiSE-FT one's files get a ``_wise`` suffix."""
+    results = {}
+    for key, model in models.items():
+        named = dataclasses.replace(spec, name=spec.name if key == "model" else f"{spec.name}_wise")
+        results[key] = evaluate_config(cfg, model, named, next(model.parameters()).device, out_dir)
+    return results
+
+
+def _pm(values: Sequence[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+# ---- zero-shot ----------------------------------------------------------------------------------------------
+def run_zeroshot(train_cfg: RunConfig, targets: dict[str, list[RunConfig]], output_dir: Path,
+                 device: str = "auto", checkpoint: str | None = None) -> ProtocolResult:  # fmt: skip
+    """Train ``train_cfg`` once (or take ``checkpoint``, or nothing for vanilla CLIP), evaluate every split."""
+    if checkpoint is not None:
+        model = builders.load_weights(checkpoint, train_cfg.model).to(init_distributed(device).device)
+    else:
+        model = _trained_model(train_cfg, device)
+    models = _models(train_cfg, model)
+    runs, summary, cells, wise_cells = [], {}, {}, {}
+    for target, split_cfgs in targets.items():
+        scores: dict[str, list[float]] = {key: [] for key in models}
+        for i, split_cfg in enumerate(split_cfgs, start=1):
+            results = _evaluate_all(
+                split_cfg, models, EvalSpec(f"{_slug(target)}_split{i}"), output_dir / "evals"
+            )
+            for key, result in results.items():
+                scores[key].append(result.top1)
+                runs.append({"target": target, "split": i, "weights": key, **result.to_json()})
+        mean, std = mean_std(scores["model"])
+        summary[target] = {"mean": mean, "std": std, "splits": scores["model"]}
+        cells[target] = _pm(scores["model"])
+        if "wise" in scores:
+            summary[target]["wise"] = scores["wise"]
+            wise_cells[target] = _pm(scores["wise"])
+    return _finish("zeroshot", train_cfg, cells, summary, runs, wise_cells, output_dir)
+
+
+def plan_zeroshot(cfg: RunConfig) -> dict[str, list[RunConfig]]:
+    """Evaluation configs for ``protocol.targets`` from their data presets (labels + list per split)."""
+    targets: dict[str, list[RunConfig]] = {}
+    for name in cfg.protocol.targets:
+        preset = load_dataset_preset(name)
+        if not preset.zero_shot:
+            raise ConfigError(f"protocol.targets: dataset {name!r} has no zero-shot splits")
+        root = cfg.protocol.target_roots.get(name) or cfg.protocol.target_roots.get(preset.name)
+        targets[preset.title] = [
+            _sub(cfg, Path(cfg.run_dir), f"{preset.name}_split{i}", root=root, val_list=split.eval,
+                 labels=split.labels, dataset=preset.name, num_classes=None, layout=preset.layout)
+            for i, split in enumerate(preset.zero_shot, start=1)
+        ]  # fmt: skip
+    if not targets:
+        raise ConfigError(
+            "protocol.targets: empty; name the zero-shot datasets (e.g. [hmdb51, ucf101, k600])"
+        )
+    return targets
+
+
+# ---- base-to-novel ------------------------------------------------------------------------------------------
+def run_base2novel(draws: Sequence[RunConfig], novel: EvalSpec, output_dir: Path, device: str = "auto",
+                   dataset: str = "") -> ProtocolResult:  # fmt: skip
+    """Per draw: train on base classes, evaluate base (``data.val_list``/``labels``) and ``novel`` (own classes).
+
+    The paper averages base and novel over the 3 draws and takes the harmonic mean of the averages (SPEC §4.2).
+    Vanilla CLIP trains nothing, so its one evaluation stands for every draw.
+    """
+    if draws[0].model.variant == "zeroshot":
+        draws = draws[:1]
+    runs = []
+    per_key: dict[str, dict[str, list[float]]] = {}
+    for i, cfg in enumerate(draws, start=1):
+        models = _models(cfg, _trained_model(cfg, device))
+        for half, spec in (
+            ("base", EvalSpec(f"draw{i}_base")),
+            ("novel", dataclasses.replace(novel, name=f"draw{i}_novel")),
+        ):
+            for key, result in _evaluate_all(cfg, models, spec, output_dir / "evals").items():
+                per_key.setdefault(key, {"base": [], "novel": []})[half].append(result.top1)
+                runs.append({"draw": i, "half": half, "weights": key, **result.to_json()})
+    summary: dict = {}
+    column = dataset or draws[0].data.dataset or "custom"
+    cells, wise_cells = {}, {}
+    for key, halves in per_key.items():
+        base, novel_acc = (
+            sum(halves["base"]) / len(halves["base"]),
+            sum(halves["novel"]) / len(halves["novel"]),
+        )
+        hm = harmonic_mean(base, novel_acc)
+        summary[key] = {
+            "base": base,
+            "novel": novel_acc,
+            "hm": hm,
+            "base_draws": halves["base"],
+            "novel_draws": halves["novel"],
+        }
+        (cells if key == "model" else wise_cells)[column] = f"{base:.1f} / {novel_acc:.1f} / {hm:.1f}"
+    return _finish("base2novel", draws[0], cells, summary, runs, wise_cells, output_dir)
+
+
+def plan_base2novel(cfg: RunConfig) -> tuple[list[RunConfig], EvalSpec, str]:
+    if cfg.data.dataset is None:
+        if not (cfg.protocol.novel_val_list and cfg.protocol.novel_labels):
+            raise ConfigError("protocol.novel_val_list/novel_labels: needed when data.dataset is not set")
+        novel = EvalSpec("novel", cfg.protocol.novel_val_list, cfg.protocol.novel_labels)
+        return [_sub(cfg, cfg.run_dir, "s1")], novel, "custom"
+    preset = load_dataset_preset(cfg.data.dataset)
+    b2n = preset.base_novel
+    if b2n is None:
+        raise ConfigError(f"data.dataset: {preset.name} has no base-to-novel split")
+    draws = [_sub(cfg, cfg.run_dir, f"s{i}", train_list=train_list, val_list=b2n.base_val, labels=b2n.base_labels,
+                  num_classes=b2n.num_base) for i, train_list in enumerate(b2n.train, start=1)]  # fmt: skip
+    return draws, EvalSpec("novel", b2n.novel_val, b2n.novel_labels), preset.title
+
+
+# ---- few-shot -----------------------------------------------------------------------------------------------
+def run_fewshot(runs_by_k: dict[int, RunConfig], output_dir: Path, device: str = "auto",
+                dataset: str = "") -> ProtocolResult:  # fmt: skip
+    """One training per K (all-way K-shot), each scored on its ``data.val_list`` (split 1 only)."""
+    runs, per_key = [], {}
+    for k, cfg in sorted(runs_by_k.items()):
+        models = _models(cfg, _trained_model(cfg, device))
+        for key, result in _evaluate_all(cfg, models, EvalSpec(f"k{k}"), output_dir / "evals").items():
+            per_key.setdefault(key, {})[k] = result.top1
+            runs.append({"shots": k, "weights": key, **result.to_json()})
+    first = runs_by_k[min(runs_by_k)]
+    column = f"{dataset or first.data.dataset or 'custom'} K={'/'.join(map(str, sorted(runs_by_k)))}"
+    cells = {column: " / ".join(f"{v:.1f}" for _, v in sorted(per_key["model"].items()))}
+    wise = (
+        {column: " / ".join(f"{v:.1f}" for _, v in sorted(per_key["wise"].items()))}
+        if "wise" in per_key
+        else {}
+    )
+    return _finish("fewshot", first, cells, {k: v for k, v in per_key.items()}, runs, wise, output_dir)
+
+
+def plan_fewshot(cfg: RunConfig, shots: Sequence[int] | None = None) -> tuple[dict[int, RunConfig], str]:
+    shots = list(shots or cfg.protocol.shots)
+    if cfg.data.dataset is None:
+        k = shots[0] if shots else 0
+        return {k: _sub(cfg, cfg.run_dir, f"k{k}")}, "custom"
+    preset = load_dataset_preset(cfg.data.dataset)
+    missing = [k for k in shots if k not in preset.few_shot]
+    if missing or not shots:
+        raise ConfigError(
+            f"protocol.shots: {preset.name} has K-shot lists for {sorted(preset.few_shot)}, not {missing or shots}"
+        )
+    val = preset.few_shot_eval[0] if preset.few_shot_eval else cfg.data.val_list
+    return {
+        k: _sub(cfg, cfg.run_dir, f"k{k}", train_list=preset.few_shot[k], val_list=val) for k in shots
+    }, preset.title
+
+
+# ---- fully supervised ---------------------------------------------------------------------------------------
+def run_supervised(cfg: RunConfig, output_dir: Path, device: str = "auto") -> ProtocolResult:
+    """Train, then evaluate the final model (not best) with ``eval.final_num_clips × final_num_crops`` views."""
+    views = f"{cfg.eval.final_num_clips}x{cfg.eval.final_num_crops}"
+    models = _models(cfg, _trained_model(cfg, device))
+    spec = EvalSpec(f"final_{views}", num_clips=cfg.eval.final_num_clips, num_crops=cfg.eval.final_num_crops)
+    # Training already scored the final model with these views (SPEC §3.9); 4×3 on K400 is too costly to repeat.
+    results = {"model": done} if (done := _final_of_training(cfg, views)) else {}
+    for key, model in models.items():
+        if key not in results:
+            results.update(_evaluate_all(cfg, {key: model}, spec, output_dir / "evals"))
+    cells = {key: {"Views": views.replace("x", "×"), "Top-1": f"{r.top1:.1f}", "Top-5": f"{r.top5:.1f}"}
+             for key, r in results.items()}  # fmt: skip
+    runs = [{"weights": key, "views": views, **r.to_json()} for key, r in results.items()]
+    summary = {key: r.to_json() for key, r in results.items()}
+    return _finish("supervised", cfg, cells["model"], summary, runs, cells.get("wise", {}), output_dir)
+
+
+def _final_of_training(cfg: RunConfig, views: str) -> EvalResult | None:
+    path = cfg.run_dir / "train_results.json"
+    if cfg.model.variant == "zeroshot" or not path.is_file():
+        return None
+    rows = [r for r in json.loads(path.read_text(encoding="utf-8"))["evals"] if r.get("views") == views]
+    if not rows:
+        return None
+    fields = {k: v for k, v in rows[-1].items() if k in EvalResult.__dataclass_fields__}
+    return EvalResult(**{**fields, "confusion": []})
+
+
+# ---- one entry point ----------------------------------------------------------------------------------------
+PROTOCOLS = ("zeroshot", "base2novel", "fewshot", "supervised")
+
+
+def run_protocol(
+    protocol: str,
+    cfg: RunConfig,
+    shots: Sequence[int] | None = None,
+    checkpoint: str | None = None,
+    device: str = "auto",
+) -> ProtocolResult:
+    """Plan and run one protocol from a config; results go to ``cfg.run_dir`` (results.json + results.md).
+
+    Args:
+        shots: few-shot K values (default ``protocol.shots``).
+        checkpoint: zero-shot only: evaluate this K400-trained model instead of training ``cfg``.
+    """
+    out = cfg.run_dir
+    if protocol == "zeroshot":
+        return run_zeroshot(cfg, plan_zeroshot(cfg), out, device, checkpoint)
+    if protocol == "base2novel":
+        draws, novel, title = plan_base2novel(cfg)
+        return run_base2novel(draws, novel, out, device, title)
+    if protocol == "fewshot":
+        runs, title = plan_fewshot(cfg, shots)
+        return run_fewshot(runs, out, device, title)
+    if protocol == "supervised":
+        return run_supervised(cfg, out, device)
+    raise ConfigError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+
+
+# ---- reports ------------------------------------------------------------------------------------------------
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def _finish(protocol: str, cfg: RunConfig, cells: dict, summary: dict, runs: list, wise_cells: dict,
+            output_dir: Path) -> ProtocolResult:  # fmt: skip
+    if cfg.eval.wise_alpha is not None:
+        summary["wise_alpha"] = cfg.eval.wise_alpha
+    result = ProtocolResult(protocol, _method(cfg), _input(cfg), cells, summary, runs, wise_cells or None)
+    if current_topology()[0] == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output_dir / RESULTS_FILE, json.dumps(dataclasses.asdict(result), indent=1) + "\n")
+        atomic_write_text(output_dir / TABLE_FILE, markdown_table([result]))
+    log.info("%s\n%s", protocol, markdown_table([result]))
+    return result
+
+
+TITLES = {"zeroshot": "Zero-shot (top-1, mean ± std over 3 splits)", "base2novel": "Base-to-novel (Base / Novel / HM)",
+          "fewshot": "Few-shot (all-way K-shot, top-1)", "supervised": "Fully supervised"}  # fmt: skip
+
+
+def markdown_table(results: Sequence[ProtocolResult]) -> str:
+    """One table per protocol in the paper's layout: a row per method and input, a column per dataset."""
+    out = []
+    for protocol in dict.fromkeys(r.protocol for r in results):
+        rows: dict[tuple[str, str], dict[str, str]] = {}
+        for result in (r for r in results if r.protocol == protocol):
+            for method, size, cells in result.rows():
+                rows.setdefault((method, size), {}).update(cells)
+        columns = list(dict.fromkeys(c for cells in rows.values() for c in cells))
+        lines = [f"### {TITLES[protocol]}", "", "| Method | Input | " + " | ".join(columns) + " |",
+                 "|---|---|" + "---|" * len(columns)]  # fmt: skip
+        lines += [f"| {m} | {s} | " + " | ".join(cells.get(c, "–") for c in columns) + " |"
+                  for (m, s), cells in rows.items()]  # fmt: skip
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def load_result(path: Path) -> ProtocolResult:
+    path = Path(path)
+    file = path / RESULTS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"{path}: no {RESULTS_FILE} (not a protocol run folder)")
+    return ProtocolResult(**json.loads(file.read_text(encoding="utf-8")))
+
+
+def merge_reports(paths: Sequence[Path]) -> str:
+    """``vificlip report``: the tables of several protocol runs merged (rows by method, columns by dataset)."""
+    return markdown_table([load_result(p) for p in paths])

@@ -1,0 +1,334 @@
+"""Training (SPEC §3): ``fit()`` reads top to bottom — resume → for epoch → for micro-batch → evaluate → save.
+
+Reference behaviour kept: mixup/cutmix + label smoothing + soft-target CE in every run (§2.8), loss divided by
+the accumulation steps, a step every ``accumulation_steps`` micro-batches with leftovers dropped (§3.4), the LR
+curve of :mod:`.optim`, evaluation at epoch 0, every ``eval_freq`` and the last epoch (§3.9), and one more
+multi-view evaluation of the final model when configured. Fixed: DDP ``no_sync`` on non-final micro-steps
+(quirk 32), exact mid-epoch resume (quirk 25), atomic checkpoints, any device and precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from ..data.loader import seed_worker
+from ..data.mixing import MixupCutmix, smooth_one_hot, soft_target_cross_entropy
+from ..errors import VificlipError
+from ..model.vificlip import ViFiCLIP
+from . import builders
+from . import checkpoint as ckpt
+from .config import (
+    RunConfig,
+    atomic_write_text,
+    check_total_batch,
+    config_differences,
+    read_run_config,
+    save_config,
+)
+from .distributed import (
+    ResumableSampler,
+    Topology,
+    all_gather_objects,
+    all_reduce_max,
+    barrier,
+    init_distributed,
+)
+from .evaluate import EvalSpec, autocast_context, evaluate_config, wise_interpolate
+from .logging import MetricsWriter, attach_file_logs, detach_file_logs, memory_mb, progress_bar
+from .metrics import EvalResult
+from .optim import LRSchedule, build_optimizer, clip_gradients
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(VificlipError, FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class ResumeError(VificlipError):
+    """A resume that would silently change the run (different config, missing state, occupied folder)."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path | None  # folder of the final `last` checkpoint
+    evals: list[dict]  # per evaluated epoch: {"epoch", "top1", ...}
+    final: EvalResult | None  # the last evaluation (multi-view when configured)
+    model: ViFiCLIP
+
+
+def check_run_dir(cfg: RunConfig, resume: str | None) -> Path | None:
+    """Refuse a resume whose config differs, and a fresh start over existing checkpoints (before any work)."""
+    run_dir = cfg.run_dir
+    source = ckpt.resume_dir(run_dir, resume) if resume else None
+    # --resume PATH may name another run's checkpoint: compare against the config of the run that wrote it.
+    saved_dir = source.parent.parent if source is not None and resume != "auto" else run_dir
+    if resume and (saved_dir / "config.yaml").is_file():
+        diffs = config_differences(read_run_config(saved_dir), cfg)
+        if diffs:
+            raise ResumeError(f"{saved_dir} was run with a different config; refusing to resume. Differences: "
+                              + "; ".join(diffs))  # fmt: skip
+    if not resume and ckpt.read_pointer(run_dir) is not None:
+        raise ResumeError(f"{run_dir} already holds checkpoints; pass --resume auto to continue it, or choose "
+                          "another --output")  # fmt: skip
+    return source
+
+
+class Trainer:
+    """Holds what one training run needs; :meth:`fit` is the whole story."""
+
+    def __init__(
+        self, cfg: RunConfig, topo: Topology, resume: str | None = None, init_from: str | None = None
+    ):
+        if cfg.model.variant == "zeroshot":
+            raise VificlipError(
+                "model.variant: zeroshot trains nothing; use `vificlip eval` for vanilla CLIP"
+            )
+        self.cfg, self.topo = cfg, topo
+        self.run_dir = cfg.run_dir
+        self.resume_from = check_run_dir(cfg, resume)
+        self.class_names = builders.class_names(cfg.data)
+        self.train_items = builders.records(
+            cfg.data, cfg.data.train_list, len(self.class_names), "data.train_list"
+        )
+        if cfg.data.val_list:
+            val_items = builders.records(cfg.data, cfg.data.val_list, len(self.class_names), "data.val_list")
+            builders.warn_leakage(self.train_items, val_items, str(cfg.data.val_list))
+        # A resumed run takes every weight from its checkpoint: never re-apply an init-from (quirk 25).
+        model_cfg = dataclasses.replace(cfg.model, init_from=None) if self.resume_from else cfg.model
+        self.model = builders.build_model(model_cfg, None if self.resume_from else init_from).to(topo.device)
+        self._setup_model()
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.dataset = builders.train_dataset(cfg.data, self.train_items, cfg.train.seed)
+        self.sampler = ResumableSampler(self.dataset, topo.world_size, topo.rank, cfg.train.seed)
+        self.loader = self._loader()
+        self.steps_per_epoch = len(self.loader)
+        if self.steps_per_epoch < cfg.train.accumulation_steps:
+            raise VificlipError(f"data.train_list: {len(self.train_items)} videos give {self.steps_per_epoch} "
+                                f"micro-batches per process, fewer than train.accumulation_steps="
+                                f"{cfg.train.accumulation_steps}; no optimiser step would ever run")  # fmt: skip
+        self.schedule = LRSchedule(self.optimizer, cfg.optim.lr, cfg.train.epochs, self.steps_per_epoch,
+                                   cfg.optim.warmup_epochs, cfg.optim.lr_min_ratio, cfg.optim.schedule)  # fmt: skip
+        self.precision = self._precision()
+        self.scaler = torch.amp.GradScaler(topo.device.type, enabled=self.precision == "fp16")
+        self.mixer = MixupCutmix(len(self.class_names), cfg.train.mixup_alpha, cfg.train.cutmix_alpha,
+                                 cfg.train.switch_prob, cfg.train.label_smoothing)  # fmt: skip
+        self.progress = ckpt.Progress()
+        self.evals: list[dict] = []
+        self.last_result: EvalResult | None = None
+        self.metrics = MetricsWriter(self.run_dir, topo.is_main, cfg.output.tensorboard)
+
+    def _loader(self) -> DataLoader:
+        """The reference drops the last partial batch (SPEC §3.5); workers restart each epoch to see its number."""
+        workers = self.cfg.data.num_workers
+        return DataLoader(self.dataset, self.cfg.train.batch_size, sampler=self.sampler, num_workers=workers,
+                          pin_memory=self.topo.device.type == "cuda", drop_last=True,
+                          worker_init_fn=seed_worker if workers else None,
+                          generator=torch.Generator().manual_seed(self.cfg.train.seed + self.topo.rank))  # fmt: skip
+
+    def _precision(self) -> str:
+        precision = self.cfg.train.precision
+        if precision == "auto":
+            return "bf16" if self.topo.device.type == "cuda" else "fp32"
+        if precision == "fp16" and self.topo.device.type != "cuda":
+            raise VificlipError("train.precision: fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+        return precision
+
+    def _setup_model(self) -> None:
+        model, cfg = self.model, self.cfg.train
+        model.set_grad_checkpointing(cfg.grad_checkpointing)
+        if cfg.compile:
+            model.encode_frames = torch.compile(model.encode_frames)  # the frame encoder is the hot path
+        self.ddp = None
+        if self.topo.distributed:
+            ids = [self.topo.device.index] if self.topo.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    # ---- the story --------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        if self.topo.is_main:
+            save_config(cfg, self.run_dir)
+        check_total_batch(cfg, self.topo.world_size)
+        log.info("%s: %d training videos, %d classes, %d trainable parameters, %d micro-batches per epoch",
+                 cfg.name, len(self.train_items), len(self.class_names), self.model.num_trainable_parameters(),
+                 self.steps_per_epoch)  # fmt: skip
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
+        for epoch in range(self.progress.epoch, cfg.train.epochs):
+            self._train_epoch(epoch, self.progress.micro_step)
+            self.progress = dataclasses.replace(self.progress, epoch=epoch + 1, micro_step=0)
+            last_epoch = epoch == cfg.train.epochs - 1
+            evaluate = epoch % cfg.train.eval_freq == 0 or last_epoch  # SPEC §3.9, epoch 0 included
+            result = self._evaluate(epoch) if evaluate and cfg.data.val_list else None
+            keep = cfg.output.keep_every
+            keep = evaluate if keep is None else bool(keep) and ((epoch + 1) % keep == 0 or last_epoch)
+            self._save(f"epoch_{epoch:03d}" if keep else f"step_{self.progress.global_step:07d}", result)
+        final = self._final_evaluations()
+        self.metrics.close()
+        last = ckpt.pointer_dir(self.run_dir)
+        if self.topo.is_main:
+            atomic_write_text(self.run_dir / "train_results.json", json.dumps(
+                {"evals": self.evals, "final": final.to_json() if final else None,
+                 "checkpoint": str(last) if last else None}, indent=1) + "\n")  # fmt: skip
+        return TrainResult(self.run_dir, last, self.evals, final, self.model)
+
+    def _train_epoch(self, epoch: int, start: int) -> None:
+        """One epoch from micro-batch ``start`` (non-zero after a mid-epoch resume)."""
+        cfg, topo, model = self.cfg.train, self.topo, self.model
+        net = self.ddp if self.ddp is not None else model
+        acc = cfg.accumulation_steps
+        self.sampler.set_epoch(epoch, skip=start * cfg.batch_size)
+        self.dataset.epoch = epoch
+        model.train()
+        self.optimizer.zero_grad(set_to_none=True)  # leftover micro-batches of the last epoch are dropped
+        bar = progress_bar(self.steps_per_epoch, start, f"epoch {epoch + 1}/{cfg.epochs}", topo.is_main)
+        tick, clips = time.perf_counter(), 0
+        for micro, batch in enumerate(self.loader, start=start):
+            # Randomness of this micro-step is a function of (seed, rank, epoch, micro): resume is exact.
+            self.mixer.rng = np.random.default_rng([cfg.seed, topo.rank, epoch, micro])
+            torch.manual_seed(hash((cfg.seed, topo.rank, epoch, micro)) % 2**63)
+            videos = batch["video"].to(topo.device, non_blocking=True)  # [B, T, 3, S, S]
+            labels = batch["label"].to(topo.device, non_blocking=True)  # [B]
+            if cfg.mixup:
+                videos, targets = self.mixer(videos, labels)  # soft targets [B, C]
+            else:
+                targets = smooth_one_hot(labels, len(self.class_names), cfg.label_smoothing)
+            final_micro = (micro + 1) % acc == 0
+            # Gradients are all-reduced once per optimiser step, not on every micro-batch (quirk 32).
+            sync = contextlib.nullcontext() if final_micro or self.ddp is None else self.ddp.no_sync()
+            with sync:
+                with autocast_context(topo.device, self.precision):
+                    logits = net(videos, self.class_names)  # [B, C]
+                loss = soft_target_cross_entropy(logits, targets)
+                loss_value = loss.item()  # one sync per micro-step, as the reference logs every loss
+                if all_reduce_max(0.0 if math.isfinite(loss_value) else 1.0, topo.device) > 0:
+                    raise NonFiniteLossError(
+                        f"loss is {loss_value} at epoch {epoch + 1}, micro-batch {micro}, optimiser step "
+                        f"{self.progress.global_step + 1}; stopped, the last good checkpoint is kept in "
+                        f"{ckpt.checkpoint_root(self.run_dir)}")  # fmt: skip
+                self.scaler.scale(loss / acc).backward()  # mean over the accumulated micro-batches
+            clips += videos.shape[0] * topo.world_size
+            bar.update(1)
+            if not final_micro:
+                continue
+            lr = self.schedule.current_lr()
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = clip_gradients(model, cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.schedule.step(epoch * self.steps_per_epoch + micro)
+            step = self.progress.global_step = self.progress.global_step + 1
+            self.progress.micro_step = micro + 1
+            rate = clips / max(time.perf_counter() - tick, 1e-9)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", clips_s=f"{rate:.1f}",
+                            mem_mb=f"{memory_mb(topo.device):.0f}")  # fmt: skip
+            values = {"loss": loss_value, "lr": lr, "epoch": epoch, "clips_per_sec": rate}
+            if grad_norm is not None:
+                values["grad_norm"] = grad_norm
+            self.metrics.write("train", step, values)
+            if step % cfg.print_freq == 0:
+                log.info("epoch %d step %d loss %.4f lr %.3g %.1f clips/s mem %.0f MiB", epoch + 1, step,
+                         loss_value, lr, rate, memory_mb(topo.device))  # fmt: skip
+            if cfg.save_every_steps and step % cfg.save_every_steps == 0 and micro + 1 < self.steps_per_epoch:
+                self._save(f"step_{step:07d}", None)
+        bar.close()
+
+    # ---- evaluation ---------------------------------------------------------------------------------------
+    def _evaluate(self, epoch: int) -> EvalResult:
+        result = evaluate_config(self.cfg, self.model, EvalSpec(f"epoch{epoch:03d}"), self.topo.device,
+                                 self.run_dir / "evals")  # fmt: skip
+        self.last_result = result
+        row = {"epoch": epoch, **result.to_json()}
+        self.evals.append(row)
+        self.metrics.write("eval", self.progress.global_step, {"top1": result.top1, "top5": result.top5,
+                                                               "mean_class": result.mean_class})  # fmt: skip
+        if self.progress.best_top1 is None or result.top1 > self.progress.best_top1:
+            self.progress.best_top1, self.progress.best_epoch = result.top1, epoch
+        return result
+
+    def _final_evaluations(self) -> EvalResult | None:
+        """Multi-view evaluation of the final model (supervised: 4 clips × 3 crops), and WiSE-FT beside it."""
+        e, cfg = self.cfg.eval, self.cfg
+        if not cfg.data.val_list:
+            return None
+        final = None
+        if (e.final_num_clips, e.final_num_crops) != (1, 1) or not self.evals:
+            spec = EvalSpec(f"final_{e.final_num_clips}x{e.final_num_crops}", num_clips=e.final_num_clips,
+                            num_crops=e.final_num_crops)  # fmt: skip
+            final = evaluate_config(cfg, self.model, spec, self.topo.device, self.run_dir / "evals")
+            self.evals.append({"epoch": "final", "views": f"{e.final_num_clips}x{e.final_num_crops}",
+                               **final.to_json()})  # fmt: skip
+        if e.wise_alpha is not None and cfg.model.checkpoint is not None and cfg.model.variant != "prompt":
+            zero_shot = builders.load_weights(cfg.model.checkpoint, cfg.model).to(self.topo.device)
+            wise = wise_interpolate(zero_shot, self.model, e.wise_alpha)
+            result = evaluate_config(cfg, wise, EvalSpec(f"wise{e.wise_alpha:g}"), self.topo.device,
+                                     self.run_dir / "evals")  # fmt: skip
+            self.evals.append({"epoch": "wise", "alpha": e.wise_alpha, **result.to_json()})
+        return final or self.last_result
+
+    # ---- checkpoints --------------------------------------------------------------------------------------
+    def _save(self, tag: str, result: EvalResult | None) -> None:
+        """Every rank contributes its RNG state; rank 0 writes. A barrier keeps ranks in step."""
+        rng = all_gather_objects(ckpt.rng_state())
+        if self.topo.is_main:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "progress": dataclasses.asdict(self.progress),
+                "rng": rng,
+                "evals": self.evals,
+                "world_size": self.topo.world_size,
+            }
+            info = {"epoch": self.progress.epoch, "micro_step": self.progress.micro_step,
+                    "step": self.progress.global_step}  # fmt: skip
+            pointers: dict[str, dict[str, Any]] = {"last": info}
+            if result is not None and self.progress.best_epoch == self.evals[-1]["epoch"]:
+                pointers["best"] = {**info, "top1": result.top1}
+            ckpt.save_checkpoint(self.run_dir, self.model, state, tag, pointers)
+        barrier()
+
+    def _restore(self, source: Path) -> None:
+        from ..model.loading import load_model
+
+        state = ckpt.load_training_state(source)
+        if state["world_size"] != self.topo.world_size:
+            raise ResumeError(f"{source} was written by {state['world_size']} processes, this run has "
+                              f"{self.topo.world_size}; resume with the same number")  # fmt: skip
+        builders.copy_weights(self.model, load_model(source / ckpt.MODEL_FILE), f"resume {source}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.progress = ckpt.Progress(**state["progress"])
+        self.evals = list(state["evals"])
+        ckpt.set_rng_state(state["rng"][self.topo.rank])
+        if self.progress.micro_step >= self.steps_per_epoch:
+            self.progress = dataclasses.replace(self.progress, epoch=self.progress.epoch + 1, micro_step=0)
+        log.info("resumed %s at epoch %d, micro-batch %d (optimiser step %d)", source, self.progress.epoch + 1,
+                 self.progress.micro_step, self.progress.global_step)  # fmt: skip
+
+
+def train(cfg: RunConfig, resume: str | None = None, init_from: str | None = None,
+          device: str = "auto") -> TrainResult:  # fmt: skip
+    """Train one run (single process, or one rank under torchrun); ``resume`` is ``auto`` or a path."""
+    topo = init_distributed(device)
+    handlers = attach_file_logs(cfg.run_dir, topo.rank)
+    try:
+        return Trainer(cfg, topo, resume, init_from).fit()
+    finally:
+        detach_file_logs(handlers)
