@@ -17,7 +17,7 @@ from vificlip.engine.protocols import run_protocol
 from vificlip.engine.train import train
 from vificlip.model import ClipArch, ViFiCLIP
 from vificlip.model.loading import load_model, save_model
-from vificlip.model.prompt_io import load_prompts, save_prompts
+from vificlip.model.prompt_io import load_prompts
 from vificlip.model.prompts import DeepPrompts
 
 # tests/conftest.py's TINY_ARCH (its fixture is function-scoped; this module builds its data once).
@@ -130,8 +130,8 @@ def test_bridge_then_prompt_base_to_novel(world, tmp_path):
         assert torch.equal(tensor, bridge.clip.state_dict()[name]), name
     assert not torch.equal(trained.prompts.text[0], fresh.prompts.text[0])
 
-    # The small artefact: prompts + the bridge's identity; reloaded onto the bridge, on the novel classes.
-    artefact = save_prompts(trained, tmp_path / "prompts.safetensors", base_checkpoint=bridge_file)
+    # The small artefact the run wrote: prompts + the bridge's identity; reloaded onto the bridge, novel classes.
+    artefact = tmp_path / "prompt" / "s1" / "prompts.safetensors"
     assert artefact.stat().st_size < bridge_file.stat().st_size / 20
     reloaded = load_prompts(artefact)
     videos = torch.randn(2, NUM_FRAMES, 3, 32, 32)

@@ -122,3 +122,19 @@ def test_unreadable_and_missing_videos(capsys, tmp_path: Path, checkpoint: Path,
     code, out, err = run_cli(capsys, "predict", str(tmp_path / "nope.mp4"), "--checkpoint", str(checkpoint),
                              "--classes", "a,b")  # fmt: skip
     assert code == 2 and "nope.mp4" in err
+
+
+def test_prompt_artefact_loads_onto_its_base(tmp_path: Path, checkpoint: Path, videos: list[Path]) -> None:
+    from vificlip.model.loading import load_model
+    from vificlip.model.prompt_io import save_prompts
+    from vificlip.model.prompts import build_prompt_model
+
+    torch.manual_seed(1)
+    prompted = build_prompt_model(load_model(checkpoint), 2, 2, 1, 1)
+    artefact = save_prompts(prompted, tmp_path / "prompts.safetensors", base_checkpoint=checkpoint)
+    prediction = vificlip.load(artefact, num_frames=3).predict(videos[1], CLASSES, top_k=3)
+    with torch.no_grad():
+        expected = prompted.eval()(load_video_tensor(videos[1], 3, 32), CLASSES).softmax(-1)[0]
+    order = expected.argsort(descending=True).tolist()
+    assert prediction.classes == tuple(CLASSES[i] for i in order)
+    np.testing.assert_allclose(prediction.probabilities, expected[order].numpy(), atol=1e-5)

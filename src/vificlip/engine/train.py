@@ -126,6 +126,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(topo.device.type, enabled=self.precision == "fp16")
         self.mixer = MixupCutmix(len(self.class_names), cfg.train.mixup_alpha, cfg.train.cutmix_alpha,
                                  cfg.train.switch_prob, cfg.train.label_smoothing)  # fmt: skip
+        self.init_source = init_from or cfg.model.init_from  # identity of the base, for the prompt artefact
         self.progress = ckpt.Progress()
         self.evals: list[dict] = []
         self.last_result: EvalResult | None = None
@@ -180,11 +181,23 @@ class Trainer:
         final = self._final_evaluations()
         self.metrics.close()
         last = ckpt.pointer_dir(self.run_dir)
+        if self.topo.is_main and self.model.variant == "prompt":
+            self._save_prompt_artefact()
         if self.topo.is_main:
             atomic_write_text(self.run_dir / "train_results.json", json.dumps(
                 {"evals": self.evals, "final": final.to_json() if final else None,
                  "checkpoint": str(last) if last else None}, indent=1) + "\n")  # fmt: skip
         return TrainResult(self.run_dir, last, self.evals, final, self.model)
+
+    def _save_prompt_artefact(self) -> None:
+        """Bridge-and-prompt: also write the small file (prompts + identity of the frozen base, SPEC §1.5)."""
+        from ..model.prompt_io import save_prompts
+
+        base = self.init_source or self.cfg.model.checkpoint
+        path = save_prompts(self.model, self.run_dir / "prompts.safetensors",
+                            ckpt.model_file(base) if base else None,
+                            metadata={"run": self.cfg.name, "classes": json.dumps(self.class_names)})  # fmt: skip
+        log.info("prompts (%d parameters) written to %s", self.model.num_trainable_parameters(), path)
 
     def _train_epoch(self, epoch: int, start: int) -> None:
         """One epoch from micro-batch ``start`` (non-zero after a mid-epoch resume)."""

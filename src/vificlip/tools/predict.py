@@ -22,6 +22,7 @@ from ..data.sampling import test_indices
 from ..data.transforms import build_test_transform
 from ..errors import VificlipError
 from ..model.loading import load_model
+from ..model.prompt_io import is_prompt_file, load_prompts
 from ..model.vificlip import ViFiCLIP
 from ..model.zoo import resolve_checkpoint
 
@@ -146,8 +147,15 @@ def load(
     template: str | None = None,
     **pipeline,
 ) -> VideoRecognizer:
-    """Load any supported checkpoint (or built-in name) as a ready-to-use video recogniser."""
+    """Load any supported checkpoint, prompt artefact or built-in name as a ready-to-use video recogniser."""
     path = resolve_checkpoint(checkpoint)
     base_path = resolve_checkpoint(base) if base is not None else None
-    model = load_model(path, base=base_path, template=template)
+    if is_prompt_file(path):  # bridge-and-prompt artefact: prompts on their recorded (or given) base
+        model = load_prompts(path, base=base_path)
+        if template is not None:
+            raise VificlipError(
+                f"{path}: prompt models build their own prompt text; --template does not apply"
+            )
+    else:
+        model = load_model(path, base=base_path, template=template)
     return VideoRecognizer(model, num_frames=num_frames, device=device, **pipeline)
