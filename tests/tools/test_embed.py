@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from testkit import TINY_ARCH
 from PIL import Image
+from testkit import TINY_ARCH
 
 from vificlip.cli import main
 from vificlip.data.writer import write_video
@@ -82,6 +82,7 @@ def embed(world: dict, out: Path, recognizer=None, **kwargs):
     return embed_folder(recognizer, world["videos"], out, identity, progress=False, **kwargs)
 
 
+@pytest.mark.slow  # trains the tiny model (≈ 10 s) when it runs first
 def test_search_ranks_the_queried_colour_first(world: dict, tmp_path: Path, capsys) -> None:
     index_file = tmp_path / "index.safetensors"
     code = main(["embed", str(world["videos"]), "--checkpoint", str(world["checkpoint"]), "--out", str(index_file),

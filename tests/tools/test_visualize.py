@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from testkit import TINY_ARCH
 from PIL import Image
+from testkit import TINY_ARCH
 
 from vificlip.cli import main
 from vificlip.model import ViFiCLIP

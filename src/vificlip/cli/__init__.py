@@ -47,7 +47,9 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vificlip", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="vificlip", description="ViFi-CLIP: fine-tuned CLIP models as video recognisers (CVPR 2023)."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:

@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images per accuracy figure")
     p.add_argument("--threads", type=int, default=d.threads,
                    help="CPU threads; results are reproducible for a fixed thread count")  # fmt: skip
     p.set_defaults(func=run)
@@ -32,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..tools.pretrain import PretrainConfig, pretrain_synthetic
 
-    if args.steps < 1 or args.batch_size < 2 or args.threads < 1:
-        raise VificlipError("--steps and --threads must be ≥ 1 and --batch-size ≥ 2")
+    if args.steps < 1 or args.batch_size < 2 or args.threads < 1 or args.eval_images < 1:
+        raise VificlipError("--steps, --threads and --eval-images must be ≥ 1 and --batch-size ≥ 2")
     config = dataclasses.replace(PretrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size,
-                                 lr=args.lr, threads=args.threads)  # fmt: skip
+                                 lr=args.lr, threads=args.threads, eval_images=args.eval_images)  # fmt: skip
     print(f"pretraining synthetic-tiny-clip: {config}")
     with tqdm(total=config.steps, desc="pretrain", dynamic_ncols=True) as bar:
 

@@ -38,7 +38,7 @@ from ..data.synthetic import (
 )
 from ..data.transforms import AUTHORS_MEAN, AUTHORS_STD
 from ..model import ClipArch, ViFiCLIP, build_clip
-from ..model.loading import save_model
+from ..model.loading import load_model, save_model
 from ..model.text import tokenize
 
 log = logging.getLogger(__name__)
@@ -214,8 +214,10 @@ def pretrain_synthetic(
     started = time.perf_counter()
     clip, losses = train_clip(config, on_step=progress)
     train_sec = time.perf_counter() - started
-    accuracy = evaluate_zero_shot(clip, seed=config.seed + 777, num_images=config.eval_images)
     path = save_pretrained(clip, out)
+    # Score what ships: the fp16-rounded weights as every user loads them.
+    shipped = load_model(path).clip
+    accuracy = evaluate_zero_shot(shipped, seed=config.seed + 777, num_images=config.eval_images)
     record = {
         "config": dataclasses.asdict(config),
         "arch": dataclasses.asdict(SYNTHETIC_ARCH),
@@ -223,7 +225,7 @@ def pretrain_synthetic(
         "loss_first_steps": [round(v, 6) for v in losses[:20]],
         "loss_last_100_mean": round(float(np.mean(losses[-100:])), 4),
         "train_sec": round(train_sec, 1),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "sha256": _sha256(path),
     }
     Path(path).with_suffix(RECORD_SUFFIX).write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
