@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vificlip.data.decode import VideoDecodeError, available_backends, open_video
+from vificlip.data.decode import PyAVReader, VideoDecodeError, available_backends, open_video
 from vificlip.errors import VificlipError
 
 NO_SCENECUT = {"x264-params": "scenecut=0"}  # keyframes exactly every keyframe_interval frames
@@ -89,23 +89,111 @@ def test_read_duplicates_and_reverse_order(indexed_video, backend, frame_ids):
         assert frame_ids(reader.read([19, 3, 3, 0, 19, 7])) == [19, 3, 3, 0, 19, 7]
 
 
-def test_pyav_decodes_only_from_the_keyframe_before_each_wanted_frame(indexed_video):
+@pytest.fixture
+def no_skipping(monkeypatch):
+    """Decode every frame from the keyframe on (the decoder drops nothing): frame counts are positions."""
+    monkeypatch.setattr(PyAVReader, "skip_unwanted", False)
+
+
+def test_pyav_decodes_only_from_the_keyframe_before_each_wanted_frame(indexed_video, no_skipping):
     path = indexed_video(60, keyframe_interval=10, options=NO_SCENECUT)
     with open_video(path, "pyav") as reader:
         assert reader._keyframes == [0, 10, 20, 30, 40, 50]
         reader.read([57])
-        assert reader.frames_decoded == 8  # 50..57
+        assert reader.frames_decoded == 6  # 50..54 and 57; 55, 56 follow 57 in decode order: never decoded
     with open_video(path, "pyav") as reader:
         reader.read([1, 2, 57, 58])  # two groups: decode 0..2, then seek forward instead of decoding 3..49
         assert reader.frames_decoded == 3 + 9  # 0..2, then 50..58
 
 
-def test_pyav_continues_instead_of_seeking_within_a_gop(indexed_video):
+def test_pyav_continues_instead_of_seeking_within_a_gop(indexed_video, no_skipping):
     path = indexed_video(60, keyframe_interval=30, options=NO_SCENECUT)
     with open_video(path, "pyav") as reader:
         assert reader._keyframes[:2] == [0, 30]
         reader.read([3, 10, 20])
         assert reader.frames_decoded == 21  # one forward pass 0..20, no re-seek to frame 0
+
+
+# Sources with B-frames (non-reference frames the decoder may drop) and without, in the three containers; x264's
+# defaults use a B-pyramid (B-frames that are references), "scenecut=0" with GOP 250 is one keyframe per clip
+# (Kinetics-like), libvpx's alt-ref frames are hidden frames packed with a visible one.
+SKIP_SOURCES = {
+    "h264-x264-defaults": (".mp4", "libx264", None, None),
+    "h264-bf2-gop16": (".mp4", "libx264", {"bf": "2"}, 16),
+    "h264-one-keyframe": (".mkv", "libx264", NO_SCENECUT, 250),
+    "h264-no-pyramid": (".mp4", "libx264", {"x264-params": "b-pyramid=none"}, 24),
+    "mpeg4-bf2-avi": (".avi", "mpeg4", {"bf": "2"}, 16),
+    "mpeg4-bf2-mp4": (".mp4", "mpeg4", {"bf": "2"}, 16),
+    "mpeg4-avi": (".avi", "mpeg4", None, 12),
+    "vp9-webm": (".webm", "libvpx-vp9", {"auto-alt-ref": "1", "lag-in-frames": "16"}, 30),
+}
+HAS_NONREF_FRAMES = {"h264-x264-defaults", "h264-bf2-gop16", "h264-one-keyframe", "h264-no-pyramid",
+                     "mpeg4-bf2-avi", "mpeg4-bf2-mp4"}  # fmt: skip
+
+
+@pytest.mark.parametrize("source", list(SKIP_SOURCES))
+def test_pyav_skipping_unwanted_frames_is_exact(indexed_video, frame_ids, source, monkeypatch):
+    """Letting the decoder drop unwanted non-reference frames changes no output pixel: random index sets (and
+    sorted training-like ones) are bit-identical to a sequential decode, through one reader (seeks, drains and
+    continues), and fewer frames are decoded on sources with non-reference frames."""
+    suffix, codec, options, gop = SKIP_SOURCES[source]
+    path = indexed_video(75, suffix=suffix, codec=codec, options=options, keyframe_interval=gop)
+    truth = sequential_frames(path)
+    if source in HAS_NONREF_FRAMES:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.skip_frame = "NONREF"
+            assert sum(1 for _ in container.decode(stream)) < len(truth)  # the source has droppable frames
+    rng = random.Random(source)
+    requests = [[rng.randrange(75) for _ in range(rng.randint(1, 16))] for _ in range(24)]
+    requests += [sorted(rng.sample(range(75), 16)) for _ in range(8)]
+    decoded = {}
+    for skip in (True, False):
+        monkeypatch.setattr(PyAVReader, "skip_unwanted", skip)
+        with open_video(path, "pyav") as reader:
+            for indices in requests:
+                frames = reader.read(indices)
+                assert torch.equal(frames, truth[indices]), (skip, indices)
+                assert frame_ids(frames) == indices
+            decoded[skip] = reader.frames_decoded
+            assert (reader.packets_skippable > 0) == skip
+    if source in HAS_NONREF_FRAMES:
+        assert decoded[True] < decoded[False]
+
+
+def test_pyav_decodes_again_without_skipping_if_a_wanted_frame_does_not_come_out(indexed_video, frame_ids):
+    """The safety net: should a decoder not output a wanted frame while skipping, it is decoded again without."""
+    path = indexed_video(40, keyframe_interval=20, options=NO_SCENECUT)
+    truth = sequential_frames(path)
+    with open_video(path, "pyav") as reader:
+        decode_seeking, calls = reader._decode_seeking, []
+
+        def lossy(indices, skip):
+            calls.append((list(indices), skip))
+            images = decode_seeking(indices, skip)
+            if skip:
+                images.pop(indices[-1])  # as if the decoder had dropped it
+            return images
+
+        reader._decode_seeking = lossy
+        frames = reader.read([5, 33, 12])
+        assert frame_ids(frames) == [5, 33, 12] and torch.equal(frames, truth[[5, 33, 12]])
+        assert calls == [([5, 12, 33], True), ([33], False)]
+
+
+def test_pyav_drains_after_the_last_wanted_frame(indexed_video, frame_ids, no_skipping):
+    """With B-frames the decoder holds frames back; once the last wanted packet is in, it is flushed instead of
+    fed on, so frames that come after the wanted one in decode order are never decoded."""
+    path = indexed_video(60, keyframe_interval=10, options=NO_SCENECUT)
+    with av.open(str(path)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+    with open_video(path, "pyav") as reader:
+        decode_order = [reader._by_pts[p.pts] for p in packets]
+        sent = decode_order[decode_order.index(50) : decode_order.index(57) + 1]  # keyframe 50 up to 57
+        assert len(sent) < 8  # some frames shown before 57 are decoded after it (B-frames)
+        reader.read([57])
+        assert reader.frames_decoded == len(sent)
+        assert frame_ids(reader.read([41, 59, 0])) == [41, 59, 0]  # usable again after the flush
 
 
 def test_pyav_without_usable_timestamps_counts_frames_from_the_start(indexed_video, frame_ids):

@@ -202,69 +202,66 @@ class PyAVReader(_ReaderBase):
         return images
 
     def _decode_seeking(self, indices: list[int], skip: bool) -> dict[int, np.ndarray]:
-        """Seek to the keyframe before a wanted frame only when that is cheaper than decoding on from here."""
-        pending, images = set(indices), {}  # pending: wanted and not output yet (what the decoder must not drop)
-        frames, position = None, -1  # decoded-frame iterator and index of the last frame it produced
+        """Decode the sorted ``indices`` run by run: a run starts at the keyframe before its first frame and takes
+        the following frames up to the next one that has a keyframe after the previous wanted frame (seeking
+        there is cheaper than decoding on)."""
+        runs: list[tuple[int, list[int]]] = []  # (keyframe, wanted frames from it on)
         for target in indices:
-            if target in images:
-                continue
             keyframe = self._keyframe_before(target)
-            if frames is None or position >= target or keyframe > position:
-                frames, position = self._seek(keyframe, pending if skip else None), -1
-            for frame in frames:
-                self.frames_decoded += 1
-                position = self._by_pts.get(frame.pts, -1)
-                if position in pending:
-                    images[position] = frame.to_ndarray(format="rgb24")
-                    pending.discard(position)
-                if position >= target:
-                    break
+            if runs and keyframe <= runs[-1][1][-1]:
+                runs[-1][1].append(target)
             else:
-                frames = None  # end of stream, or the decoder was drained
+                runs.append((keyframe, [target]))
+        images = {}
+        for keyframe, run in runs:
+            pending = set(run)  # wanted and not output yet: what the decoder must not drop
+            for frame in self._seek(keyframe, pending, skip):
+                self.frames_decoded += 1
+                index = self._by_pts.get(frame.pts, -1)
+                if index in pending:
+                    images[index] = frame.to_ndarray(format="rgb24")
+                    pending.discard(index)
+                if not pending or index >= run[-1]:
+                    break
         return images
 
     def _keyframe_before(self, index: int) -> int:
         slot = bisect.bisect_right(self._keyframes, index) - 1
         return self._keyframes[slot] if slot >= 0 else 0
 
-    def _seek(self, keyframe: int, pending: set[int] | None):
+    def _seek(self, keyframe: int, pending: set[int], skip: bool):
         """Decoded frames from ``keyframe`` on. Seeks by timestamp and checks where the demuxer landed; if it
         landed past the keyframe (or on a frame we cannot place), reopens the file and decodes from the start."""
         self._container.seek(self._pts[keyframe], stream=self._stream, backward=True, any_frame=False)
-        frames = self._decode_from_here(pending)
+        frames = self._decode_from_here(pending, skip)
         first = next(frames, None)
         if first is not None and 0 <= self._by_pts.get(first.pts, -1) <= keyframe:
             return _chain(first, frames)
         self._open()  # a fresh demuxer at the start of the file is always exact
-        return self._decode_from_here(pending)
+        return self._decode_from_here(pending, skip)
 
-    def _decode_from_here(self, pending: set[int] | None):
-        """Frames decoded from the demuxer's position on (a seek has flushed the decoder).
+    def _decode_from_here(self, pending: set[int], skip: bool):
+        """Frames decoded from the demuxer's position on (a seek has flushed the decoder), until the packets of
+        all ``pending`` frames are sent: then the decoder is drained (its delayed frames output) and this ends.
 
-        ``pending`` (live: the caller removes frames as they come out) are the frame indices still wanted; the
-        packets of all other frames are sent with ``skip_frame = "NONREF"``, and once the packets of all pending
-        frames are sent the decoder is drained (its delayed frames output) and the generator ends. ``None``: every
-        packet is decoded, as by ``container.decode``.
+        ``pending`` is live (the caller removes frames as they come out). With ``skip``, the packets of all other
+        frames are sent with ``skip_frame = "NONREF"``, those of pending frames with ``"DEFAULT"``.
         """
         context = self._stream.codec_context
         skipping = False
         context.skip_frame = "DEFAULT"
-        unsent = set(pending) if pending is not None else None  # pending frames whose packets are still ahead
+        unsent = set(pending)  # pending frames whose packets are still ahead
         for packet in self._container.demux(self._stream):
-            if unsent is not None and packet.pts is not None:
-                index = self._by_pts.get(packet.pts)
-                skip = index not in pending
-                if skip != skipping:
-                    context.skip_frame = "NONREF" if skip else "DEFAULT"
-                    skipping = skip
-                self.packets_skippable += skip
-                if index in unsent:
-                    unsent.discard(index)
-                    if not unsent:  # all wanted frames are in the decoder: flush it instead of decoding on
-                        yield from packet.decode()
-                        yield from context.decode(None)
-                        return
+            index = self._by_pts.get(packet.pts) if packet.pts is not None else -1
+            if skip and packet.pts is not None and (index not in pending) != skipping:
+                skipping = not skipping
+                context.skip_frame = "NONREF" if skipping else "DEFAULT"
+            self.packets_skippable += skipping
             yield from packet.decode()
+            unsent.discard(index)
+            if not unsent:  # every wanted frame is in the decoder: flush it rather than decode on
+                yield from context.decode(None)
+                return
 
     def close(self) -> None:
         if self._container is not None:

@@ -35,7 +35,7 @@ from .writer import write_video
 
 log = logging.getLogger(__name__)
 
-BENCHMARK_VERSION = 1
+BENCHMARK_VERSION = 2
 FEW_SHOT_K = (2, 4, 8, 16)
 B2N_SHOTS = 16
 NUM_FRAMES_WRITTEN = 16
@@ -56,6 +56,7 @@ class VideoWorld:
     train_per_class: tuple[int, int]  # inclusive range, drawn per class: unequal counts decide base vs novel
     eval_per_class: int
     num_eval_splits: int
+    listed_b2n_draws: int = 3  # b2n draws the preset lists (all 3 are written); the quick size lists 1
     actions: tuple[str, ...] = ACTIONS
 
     @property
@@ -66,15 +67,15 @@ class VideoWorld:
 SIZES: dict[str, tuple[VideoWorld, VideoWorld]] = {
     "full": (
         VideoWorld("synthetic_k", "Synthetic-K (Kinetics-400 stand-in)", (("red", "square"), ("green", "triangle"),
-                   ("blue", "cross")), ("black", "navy"), (24, 24), 6, 1),  # fmt: skip
+                   ("blue", "cross")), ("black", "navy"), (16, 16), 6, 1),  # fmt: skip
         VideoWorld("synthetic_u", "Synthetic-U (HMDB/UCF stand-in)", (("yellow", "star"), ("white", "bar")),
-                   ("grey", "striped"), (18, 24), 10, 3),  # fmt: skip
+                   ("grey", "striped"), (18, 24), 8, 3),  # fmt: skip
     ),
     "quick": (
         VideoWorld("synthetic_k", "Synthetic-K (Kinetics-400 stand-in)", (("red", "square"), ("green", "triangle"),
-                   ("blue", "cross")), ("black", "navy"), (10, 10), 2, 1),  # fmt: skip
+                   ("blue", "cross")), ("black", "navy"), (8, 8), 2, 1),  # fmt: skip
         VideoWorld("synthetic_u", "Synthetic-U (HMDB/UCF stand-in)", (("yellow", "star"), ("white", "bar")),
-                   ("grey", "striped"), (16, 18), 5, 3),  # fmt: skip
+                   ("grey", "striped"), (16, 16), 4, 3, listed_b2n_draws=1),  # fmt: skip
     ),
 }
 
@@ -169,7 +170,7 @@ def _write_target(world: VideoWorld, bench: Benchmark, tick: Callable) -> dict:
     base_novel = {
         "base_labels": f"{b2n_dir}/base_labels.csv", "novel_labels": f"{b2n_dir}/novel_labels.csv",
         "base_train": f"{b2n_dir}/base_train.txt",
-        "train": [f"{b2n_dir}/fs_base_s{i}_train.txt" for i in (1, 2, 3)],
+        "train": [f"{b2n_dir}/fs_base_s{i}_train.txt" for i in range(1, world.listed_b2n_draws + 1)],
         "base_val": f"{b2n_dir}/base_val.txt", "novel_val": f"{b2n_dir}/novel_val.txt",
         "num_base": len(split.base), "num_novel": len(split.novel),
     }  # fmt: skip

@@ -63,7 +63,13 @@ def make_benchmark_videos(directory: Path, num_videos: int, seconds: float) -> l
     paths = []
     for index in range(num_videos):
         path = directory / f"clip_{index:03d}.mp4"
-        write_video(path, synthetic_frames(num_frames, seed=index), fps=FPS, keyframe_interval=SOURCE_GOP)
+        write_video(
+            path,
+            synthetic_frames(num_frames, seed=index),
+            fps=FPS,
+            keyframe_interval=SOURCE_GOP,
+            options={"x264-params": "scenecut=0"},
+        )  # one keyframe every 250 frames, like Kinetics
         paths.append(path)
     return paths
 
