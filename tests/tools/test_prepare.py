@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
+from testkit import frame_index, indexed_frames
 
 from vificlip.cli import main
 from vificlip.data.decode import open_video
@@ -22,31 +22,13 @@ from vificlip.tools.prepare import (
 )
 
 
-def painted(num_frames: int, height: int, width: int) -> np.ndarray:
-    """Frame i shows i in 8 binary bars (robust to lossy codecs and resizing)."""
-    frames = np.zeros((num_frames, height, width, 3), dtype=np.uint8)
-    bar = width // 8
-    for i in range(num_frames):
-        for bit in range(8):
-            if (i >> bit) & 1:
-                frames[i, :, bit * bar : (bit + 1) * bar] = 255
-    return frames
-
-
-def painted_id(image: np.ndarray) -> int:
-    """The index painted by ``painted`` in an RGB [H,W,3] frame."""
-    bar = image.shape[1] // 8
-    row = image[image.shape[0] // 2]
-    return sum(1 << b for b in range(8) if row[b * bar + bar // 2].mean() > 127)
-
-
 def decoded(path: Path) -> tuple[list[int], list[int], tuple[int, int], float, str]:
-    """(painted ids in decode order, keyframe positions, (width, height), fps, codec) of a sequential decode."""
+    """(frame indices in decode order, keyframe positions, (width, height), fps, codec) of a sequential decode."""
     ids, keys = [], []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         for position, frame in enumerate(container.decode(stream)):
-            ids.append(painted_id(frame.to_ndarray(format="rgb24")))
+            ids.append(frame_index(frame.to_ndarray(format="rgb24")))
             if frame.key_frame:
                 keys.append(position)
         size = (stream.codec_context.width, stream.codec_context.height)
@@ -66,7 +48,7 @@ def test_output_size_short_side_even_and_never_upscaled():
 )
 def test_transcode_keeps_every_frame_in_order(tmp_path, suffix, codec, out_codec):
     source = write_video(
-        tmp_path / f"src{suffix}", painted(37, 300, 400), fps=30, codec=codec, keyframe_interval=250
+        tmp_path / f"src{suffix}", indexed_frames(37, 300, 400), fps=30, codec=codec, keyframe_interval=250
     )
     target = tmp_path / f"out{suffix}"
     assert transcode_video(source, target, PrepareOptions(gop=8)) == 37
@@ -76,13 +58,13 @@ def test_transcode_keeps_every_frame_in_order(tmp_path, suffix, codec, out_codec
     assert keys == [0, 8, 16, 24, 32]
     with open_video(target, "pyav") as reader:  # the pipeline's seeking reader lands on the same frames
         frames = reader.read([30, 5, 17, 5, 36]).permute(0, 2, 3, 1).numpy()
-    assert [painted_id(frame) for frame in frames] == [30, 5, 17, 5, 36]
+    assert [frame_index(frame) for frame in frames] == [30, 5, 17, 5, 36]
 
 
 def test_prepare_tree_resumable_with_unreadable_sources(tmp_path):
     source, target = tmp_path / "src", tmp_path / "dst"
-    write_video(source / "a.mp4", painted(20, 64, 96))
-    write_video(source / "sub dir" / "b c.avi", painted(12, 64, 96), codec="mpeg4")
+    write_video(source / "a.mp4", indexed_frames(20, 64, 96))
+    write_video(source / "sub dir" / "b c.avi", indexed_frames(12, 64, 96), codec="mpeg4")
     (source / "broken.mp4").write_bytes(bytes(range(256)) * 8)
     (source / "notes.txt").write_text("not a video")
 
@@ -104,7 +86,7 @@ def test_prepare_tree_resumable_with_unreadable_sources(tmp_path):
 
 def test_prepare_from_lists_flattens_a_per_class_archive(tmp_path):
     source, target = tmp_path / "hmdb", tmp_path / "prepared"
-    write_video(source / "brush_hair" / "x_brush_hair_u_0.avi", painted(10, 64, 96), codec="mpeg4")
+    write_video(source / "brush_hair" / "x_brush_hair_u_0.avi", indexed_frames(10, 64, 96), codec="mpeg4")
     frames = source / "cartwheel" / "y_cartwheel_f_1"
     frames.mkdir(parents=True)
     for i in range(3):
@@ -124,7 +106,7 @@ def test_prepare_from_lists_flattens_a_per_class_archive(tmp_path):
 def test_cli_prepare_parallel_workers(tmp_path, capsys):
     source = tmp_path / "src"
     for name in ("a.mp4", "b.mp4", "c/d.mp4"):
-        write_video(source / name, painted(9, 64, 96), keyframe_interval=250)
+        write_video(source / name, indexed_frames(9, 64, 96), keyframe_interval=250)
     assert (
         main(["prepare", str(source), str(tmp_path / "dst"), "--workers", "2", "--gop", "4", "--no-progress"])
         == 0

@@ -6,32 +6,22 @@ import argparse
 from pathlib import Path
 
 from ..errors import VificlipError
+from .options import add_checkpoint_arguments, add_video_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("embed", help="embed every video of a folder into a searchable index")
     p.add_argument("folder", help="folder of videos (searched recursively); class = parent folder name")
-    p.add_argument(
-        "--checkpoint", required=True, help="checkpoint file/folder (any supported format) or built-in name"
-    )
-    p.add_argument(
-        "--base-checkpoint", help="base CLIP weights for the authors' checkpoints (no token embedding)"
-    )
+    add_checkpoint_arguments(p)
     p.add_argument("--out", required=True, help="index file (.safetensors); an existing one is resumed")
     p.add_argument(
         "--template", help="prompt template with {} recorded for search (default: the checkpoint's)"
     )
-    p.add_argument("--frames", type=int, default=16, help="frames sampled per video (segment centres)")
-    p.add_argument(
-        "--crops", type=int, choices=(1, 3), default=1, help="1 centre crop or 3 crops (SPEC §2.6)"
-    )
-    p.add_argument("--normalization", choices=("authors", "clip"), default="authors")
-    p.add_argument("--backend", default="auto", help="decoder: auto, pyav, torchcodec, decord, frames")
+    add_video_arguments(p, 16, "frames sampled per video (segment centres)")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: in the main process)")
     p.add_argument("--flush-every", type=int, default=64, help="videos per part file written while running")
     p.add_argument("--plot", nargs="?", const="", metavar="PNG",
                    help="also draw a 2-D map coloured by class (default file: the index with .png)")  # fmt: skip
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     p.set_defaults(func=run)
 
 

@@ -15,14 +15,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from ..tools.pretrain import PretrainConfig
 
     d = PretrainConfig()
-    p = subparsers.add_parser("pretrain-synthetic", help="pretrain the small built-in CLIP on synthetic images")
+    p = subparsers.add_parser(
+        "pretrain-synthetic", help="pretrain the small built-in CLIP on synthetic images"
+    )
     p.add_argument("--out", default="synthetic_tiny_clip.safetensors",
                    help="weights file to write (a .yaml record is written beside it)")  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images per accuracy figure")
+    p.add_argument(
+        "--eval-images", type=int, default=d.eval_images, help="held-out images per accuracy figure"
+    )
     p.add_argument("--threads", type=int, default=d.threads,
                    help="CPU threads; results are reproducible for a fixed thread count")  # fmt: skip
     p.set_defaults(func=run)
@@ -45,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{loss:.3f}")
 
         record = pretrain_synthetic(args.out, config, progress)
-    print(f"wrote {args.out} (sha256 {record['sha256'][:16]}…) in {record['train_sec']:.0f} s")
+    print(
+        f"wrote {args.out} (weights sha256 {record['weights_sha256'][:16]}…) in {record['train_sec']:.0f} s"
+    )
     print("zero-shot accuracy on held-out images (%): " + ", ".join(
         f"{k} {v:.1f}" for k, v in record["zero_shot_accuracy"].items()))  # fmt: skip
     return 0

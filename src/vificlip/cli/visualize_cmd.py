@@ -5,36 +5,25 @@ from __future__ import annotations
 import argparse
 
 from ..errors import VificlipError
+from .options import add_checkpoint_arguments, add_class_arguments, add_video_arguments, parse_classes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("visualize", help="attention rollout maps of a video's frames (PNG grid + GIF)")
     p.add_argument("video", help="video file or frame folder")
-    p.add_argument(
-        "--checkpoint", required=True, help="checkpoint file/folder (any supported format) or built-in name"
-    )
-    p.add_argument(
-        "--base-checkpoint", help="base CLIP weights for the authors' checkpoints (no token embedding)"
-    )
-    names = p.add_mutually_exclusive_group(required=True)
-    names.add_argument("--classes", help='comma-separated class names, e.g. "dancing,swimming"')
-    names.add_argument("--labels", help="label file: CSV `id,name` or one name per line")
+    add_checkpoint_arguments(p)
+    add_class_arguments(p)
     p.add_argument("--template", help="prompt template with {} (default: the checkpoint's)")
-    p.add_argument("--frames", type=int, default=8, help="frames sampled (segment centres), one map each")
-    p.add_argument("--normalization", choices=("authors", "clip"), default="authors")
-    p.add_argument("--backend", default="auto", help="decoder: auto, pyav, torchcodec, decord, frames")
+    add_video_arguments(p, 8, "frames sampled (segment centres), one map each", crops=False)
     p.add_argument("--out", default=".", help="output folder for <video>_attention.png/.gif (default: here)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.text import check_class_names
     from ..tools.predict import load
     from ..tools.visualize import visualize_video
-    from .predict_cmd import parse_classes
 
-    classes = list(check_class_names(parse_classes(args)))
+    classes = parse_classes(args)
     if args.frames < 1:
         raise VificlipError("--frames must be at least 1")
     recognizer = load(args.checkpoint, base=args.base_checkpoint, num_frames=args.frames, device=args.device,

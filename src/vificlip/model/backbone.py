@@ -65,28 +65,13 @@ class ClipArch:
 
 
 # The OpenAI models of SPEC §1.1, by the names the authors (and OpenAI's `clip`) use, plus open_clip's spelling.
+_VIT_L14 = ClipArch(embed_dim=768, patch_size=14, vision_width=1024, vision_layers=24, vision_heads=16,
+                    text_width=768, text_heads=12)  # fmt: skip
 NAMED_ARCHS: dict[str, ClipArch] = {
     "ViT-B/32": ClipArch(patch_size=32),
     "ViT-B/16": ClipArch(),
-    "ViT-L/14": ClipArch(
-        embed_dim=768,
-        patch_size=14,
-        vision_width=1024,
-        vision_layers=24,
-        vision_heads=16,
-        text_width=768,
-        text_heads=12,
-    ),
-    "ViT-L/14@336px": ClipArch(
-        embed_dim=768,
-        image_size=336,
-        patch_size=14,
-        vision_width=1024,
-        vision_layers=24,
-        vision_heads=16,
-        text_width=768,
-        text_heads=12,
-    ),
+    "ViT-L/14": _VIT_L14,
+    "ViT-L/14@336px": dataclasses.replace(_VIT_L14, image_size=336),
 }
 NAMED_ARCHS.update(
     {name.replace("/", "-").replace("@336px", "-336"): arch for name, arch in list(NAMED_ARCHS.items())}
