@@ -36,7 +36,10 @@ def test_caption_forms():
     facts = ImageFacts("small", "red", "circle", "top left", "grey")
     assert caption(facts, 0) == "a small red circle at the top left"
     assert caption(facts, 1) == "a small red circle at the top left on a grey background"
-    assert caption(ImageFacts("large", "blue", "star", "centre", "black"), 0) == "a large blue star in the centre"
+    assert (
+        caption(ImageFacts("large", "blue", "star", "centre", "black"), 0)
+        == "a large blue star in the centre"
+    )
 
 
 def test_held_out_objects_never_appear_in_pretraining():

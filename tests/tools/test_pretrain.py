@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 import torch
 import yaml
 
 from vificlip.cli import main
 from vificlip.model.loading import load_model
-from vificlip.model.zoo import resolve_checkpoint
-from vificlip.tools.pretrain import SYNTHETIC_ARCH, PretrainConfig, encode_text, train_clip
 from vificlip.model.text import tokenize
+from vificlip.model.zoo import resolve_checkpoint
+from vificlip.tools.pretrain import SYNTHETIC_ARCH, PretrainConfig, encode_text, train_clip, weights_digest
 
 SHIPPED = resolve_checkpoint("synthetic-tiny-clip")
 RECORD = yaml.safe_load(SHIPPED.with_suffix(".yaml").read_text())
@@ -20,7 +18,7 @@ RECORD = yaml.safe_load(SHIPPED.with_suffix(".yaml").read_text())
 
 def test_shipped_weights_match_their_record_and_load_by_name():
     assert SHIPPED.stat().st_size <= 20 * 2**20
-    assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() == RECORD["sha256"]
+    assert weights_digest(SHIPPED) == RECORD["weights_sha256"]
     model = load_model(SHIPPED)
     assert model.arch == SYNTHETIC_ARCH and model.arch.vocab_size == 49408 and model.arch.context_length == 32
     assert RECORD["config"] == PretrainConfig(**RECORD["config"]).__dict__
@@ -49,7 +47,7 @@ def test_pretrain_command_is_deterministic(tmp_path, capsys):
     args = ["pretrain-synthetic", "--steps", "2", "--batch-size", "8", "--eval-images", "16"]
     assert main([*args, "--out", str(tmp_path / "a.safetensors")]) == 0
     assert main([*args, "--out", str(tmp_path / "b.safetensors")]) == 0
-    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    assert weights_digest(tmp_path / "a.safetensors") == weights_digest(tmp_path / "b.safetensors")
     record = yaml.safe_load((tmp_path / "a.yaml").read_text())
     assert set(record["zero_shot_accuracy"]) == {"object_seen", "object_held_out", "position", "size"}
     assert "zero-shot accuracy" in capsys.readouterr().out

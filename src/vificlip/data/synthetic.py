@@ -225,7 +225,10 @@ def action_track(
     elif action in ("growing", "shrinking"):
         small, large = rng.uniform(2.5, 3.5), rng.uniform(10.0, 11.5)
         radius = small + (large - small) * (t if action == "growing" else 1.0 - t)
-        x, y = np.full(num_frames, size / 2) + rng.uniform(-2, 2), np.full(num_frames, size / 2) + rng.uniform(-2, 2)
+        x, y = (
+            np.full(num_frames, size / 2) + rng.uniform(-2, 2),
+            np.full(num_frames, size / 2) + rng.uniform(-2, 2),
+        )
     elif action != "standing still":
         raise ValueError(f"unknown action {action!r}; expected one of {ACTIONS}")
     index = np.full(num_frames, SHAPES.index(shape))

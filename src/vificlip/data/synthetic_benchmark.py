@@ -66,16 +66,45 @@ class VideoWorld:
 
 SIZES: dict[str, tuple[VideoWorld, VideoWorld]] = {
     "full": (
-        VideoWorld("synthetic_k", "Synthetic-K (Kinetics-400 stand-in)", (("red", "square"), ("green", "triangle"),
-                   ("blue", "cross")), ("black", "navy"), (16, 16), 6, 1),  # fmt: skip
-        VideoWorld("synthetic_u", "Synthetic-U (HMDB/UCF stand-in)", (("yellow", "star"), ("white", "bar")),
-                   ("grey", "striped"), (18, 24), 8, 3),  # fmt: skip
+        VideoWorld(
+            "synthetic_k",
+            "Synthetic-K (Kinetics-400 stand-in)",
+            (("red", "square"), ("green", "triangle"), ("blue", "cross")),
+            ("black", "navy"),
+            (16, 16),
+            6,
+            1,
+        ),  # fmt: skip
+        VideoWorld(
+            "synthetic_u",
+            "Synthetic-U (HMDB/UCF stand-in)",
+            (("yellow", "star"), ("white", "bar")),
+            ("grey", "striped"),
+            (18, 24),
+            8,
+            3,
+        ),  # fmt: skip
     ),
     "quick": (
-        VideoWorld("synthetic_k", "Synthetic-K (Kinetics-400 stand-in)", (("red", "square"), ("green", "triangle"),
-                   ("blue", "cross")), ("black", "navy"), (8, 8), 2, 1),  # fmt: skip
-        VideoWorld("synthetic_u", "Synthetic-U (HMDB/UCF stand-in)", (("yellow", "star"), ("white", "bar")),
-                   ("grey", "striped"), (16, 16), 4, 3, listed_b2n_draws=1),  # fmt: skip
+        VideoWorld(
+            "synthetic_k",
+            "Synthetic-K (Kinetics-400 stand-in)",
+            (("red", "square"), ("green", "triangle"), ("blue", "cross")),
+            ("black", "navy"),
+            (8, 8),
+            2,
+            1,
+        ),  # fmt: skip
+        VideoWorld(
+            "synthetic_u",
+            "Synthetic-U (HMDB/UCF stand-in)",
+            (("yellow", "star"), ("white", "bar")),
+            ("grey", "striped"),
+            (16, 16),
+            4,
+            3,
+            listed_b2n_draws=1,
+        ),  # fmt: skip
     ),
 }
 
@@ -109,7 +138,9 @@ def _write_videos(
     """Render and encode ``counts[c]`` videos of each class c; each video has its own seeded stream."""
     records = []
     split_index = {"train": 0, "val": 1, "val1": 1, "val2": 2, "val3": 3}[split]
-    for label, (colour, shape, action) in enumerate((c, s, a) for c, s in world.objects for a in world.actions):
+    for label, (colour, shape, action) in enumerate(
+        (c, s, a) for c, s in world.objects for a in world.actions
+    ):
         slug = class_name(colour, shape, action).replace(" ", "_")
         for i in range(counts[label]):
             rng = np.random.default_rng([seed, world_index, split_index, label, i])
@@ -138,7 +169,9 @@ def _write_source(world: VideoWorld, bench: Benchmark, tick: Callable) -> dict:
     labels = f"labels/{world.name}_labels.csv"
     write_label_csv(ann / labels, world.class_names)
     train = _write_videos(world, 0, "train", _train_counts(world, 0, bench.seed), root, bench.seed, tick)
-    val = _write_videos(world, 0, "val", [world.eval_per_class] * len(world.class_names), root, bench.seed, tick)
+    val = _write_videos(
+        world, 0, "val", [world.eval_per_class] * len(world.class_names), root, bench.seed, tick
+    )
     splits = f"datasets_splits/{world.name}_splits"
     write_video_list(ann / splits / "train.txt", train)
     write_video_list(ann / splits / "val.txt", val)
@@ -166,7 +199,9 @@ def _write_target(world: VideoWorld, bench: Benchmark, tick: Callable) -> dict:
         write_video_list(ann / few_shot[k], records)
     b2n_dir = f"datasets_splits/base2novel_splits/{world.name}_splits"
     split = split_base_novel(train, num_classes)
-    write_base_novel(ann / b2n_dir, split, world.class_names, train, val1, shots=B2N_SHOTS, draws=3, seed=seed)
+    write_base_novel(
+        ann / b2n_dir, split, world.class_names, train, val1, shots=B2N_SHOTS, draws=3, seed=seed
+    )
     base_novel = {
         "base_labels": f"{b2n_dir}/base_labels.csv", "novel_labels": f"{b2n_dir}/novel_labels.csv",
         "base_train": f"{b2n_dir}/base_train.txt",
@@ -196,7 +231,9 @@ def _is_complete(bench: Benchmark) -> bool:
 def num_videos(size: str) -> int:
     """How many video files the benchmark of ``size`` holds (for progress bars)."""
     source, target = SIZES[size]
-    total = source.train_per_class[1] * len(source.class_names) + source.eval_per_class * len(source.class_names)
+    total = source.train_per_class[1] * len(source.class_names) + source.eval_per_class * len(
+        source.class_names
+    )
     total += target.train_per_class[1] * len(target.class_names)
     return total + target.eval_per_class * target.num_eval_splits * len(target.class_names)
 

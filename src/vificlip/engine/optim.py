@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ..errors import VificlipError
 from .config import OptimConfig
 
 
@@ -32,9 +33,11 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_group)
     params = [p for g in groups for p in g["params"]]
     if not params:
-        raise ValueError("the model has no trainable parameters for this variant")
+        raise VificlipError("the model has no trainable parameters for this variant")
     fused = cfg.fused if cfg.fused is not None else all(p.is_cuda for p in params)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=fused or None)
+    # Fused kernels on the GPU; elsewhere the multi-tensor (foreach) path, not torch's per-tensor default on CPU.
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=fused or None,
+                             foreach=None if fused else True)  # fmt: skip
 
 
 class LRSchedule:

@@ -23,6 +23,7 @@ import torch
 from ..data.synthetic_benchmark import Benchmark, ensure_benchmark, num_videos
 from ..engine.config import RunConfig, load_config
 from ..engine.protocols import (
+    METHODS,
     ProtocolResult,
     plan_base2novel,
     plan_fewshot,
@@ -40,9 +41,9 @@ VARIANTS = ("zeroshot", "image", "text", "vifi", "prompt")
 BRIDGE_RUN = "zeroshot/vifi"  # the Synthetic-K ViFi-CLIP that bridge-and-prompt starts from
 # --quick: fewer epochs and K values, a smaller benchmark; what the test suite runs (≤ 2 minutes).
 QUICK = {
-    "zeroshot": {"train.epochs": 2, "train.eval_freq": 2},
-    "base2novel": {"train.epochs": 2, "train.eval_freq": 2},
-    "fewshot": {"train.epochs": 3, "train.eval_freq": 3, "protocol.shots": [2, 8]},
+    "zeroshot": {"train.epochs": 3, "train.eval_freq": 3},
+    "base2novel": {"train.epochs": 3, "train.eval_freq": 3},
+    "fewshot": {"train.epochs": 3, "train.eval_freq": 3, "protocol.shots": [2, 4]},
 }
 
 
@@ -100,7 +101,14 @@ def build_config(plan: DemoPlan, bench: Benchmark, protocol: str, variant: str) 
                           "protocol.targets": [u],
                           "protocol.target_roots": {"synthetic_u": str(bench.video_root("synthetic_u"))}})  # fmt: skip
     else:
-        overrides.update({"data.dataset": u, "data.root": str(bench.video_root("synthetic_u"))})
+        # data.labels: plan_fewshot takes the lists from the dataset preset but not its label file.
+        overrides.update(
+            {
+                "data.dataset": u,
+                "data.root": str(bench.video_root("synthetic_u")),
+                "data.labels": "labels/synthetic_u_labels.csv",
+            }
+        )
     if plan.quick:
         overrides.update(QUICK[protocol])
     return load_config(_preset(protocol, variant), overrides)
@@ -138,20 +146,16 @@ def run_demo(plan: DemoPlan, announce: Callable[[str], None] = print) -> DemoRes
     announce(f"vificlip demo: output {plan.out}; benchmark seed {plan.benchmark_seed}, training seed "
              f"{plan.train_seed}, {torch.get_num_threads()} CPU threads, {'quick' if plan.quick else 'full'} mode")  # fmt: skip
     with tqdm(total=num_videos(plan.size), desc="synthetic videos", dynamic_ncols=True, leave=False) as bar:
-        bench = ensure_benchmark(plan.out / "benchmark", plan.benchmark_seed, plan.size, progress=lambda: bar.update(1))
+        bench = ensure_benchmark(
+            plan.out / "benchmark", plan.benchmark_seed, plan.size, progress=lambda: bar.update(1)
+        )
     seconds = {"benchmark": time.perf_counter() - started}
     results, run_dirs = {}, {}
     order = schedule(plan)
     for index, (protocol, variant) in enumerate(order, start=1):
-        announce(f"[{index}/{len(order)}] {protocol}: {_method_name(variant)}")
+        announce(f"[{index}/{len(order)}] {protocol}: {METHODS[variant]}")
         tick = time.perf_counter()
         results[(protocol, variant)], run_dirs[(protocol, variant)] = _run_one(plan, bench, protocol, variant)
         seconds[f"{protocol}/{variant}"] = time.perf_counter() - tick
     seconds["total"] = time.perf_counter() - started
     return DemoResult(plan, bench, results, run_dirs, seconds)
-
-
-def _method_name(variant: str) -> str:
-    from ..engine.protocols import METHODS
-
-    return METHODS[variant]

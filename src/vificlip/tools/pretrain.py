@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from open_clip.model import CLIP
+from safetensors import safe_open
 
 from ..data.synthetic import (
     COLOURS,
@@ -136,7 +137,9 @@ def train_clip(
     torch.manual_seed(config.seed)
     clip = build_clip(arch)
     clip.train()
-    optimizer = torch.optim.AdamW(_param_groups(clip, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
+    optimizer = torch.optim.AdamW(
+        _param_groups(clip, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6
+    )
     losses = []
     for step in range(config.steps if steps is None else steps):
         for group in optimizer.param_groups:
@@ -156,7 +159,9 @@ def train_clip(
 
 # ---- evaluation on held-out images ---------------------------------------------------------------------------
 @torch.no_grad()
-def _accuracy(clip: CLIP, images: np.ndarray, options: list[list[str]], answers: list[int], arch: ClipArch) -> float:
+def _accuracy(
+    clip: CLIP, images: np.ndarray, options: list[list[str]], answers: list[int], arch: ClipArch
+) -> float:
     """Top-1 of choosing the right caption among each image's ``options`` (shared when all options are equal)."""
     features = F.normalize(clip.encode_image(_to_input(images, None, arch.image_size)), dim=-1)
     correct = 0
@@ -169,7 +174,9 @@ def _accuracy(clip: CLIP, images: np.ndarray, options: list[list[str]], answers:
     return 100.0 * correct / len(answers)
 
 
-def evaluate_zero_shot(clip: CLIP, seed: int, num_images: int = 2000, arch: ClipArch = SYNTHETIC_ARCH) -> dict:
+def evaluate_zero_shot(
+    clip: CLIP, seed: int, num_images: int = 2000, arch: ClipArch = SYNTHETIC_ARCH
+) -> dict:
     """Zero-shot accuracy (%) on fresh images of a seed the training never uses.
 
     ``object_seen`` / ``object_held_out``: which of all 72 "a {colour} {shape}" captions, for pairs seen in
@@ -187,14 +194,24 @@ def evaluate_zero_shot(clip: CLIP, seed: int, num_images: int = 2000, arch: Clip
     images = render_images(facts, rng)
     where = {p: ("in the centre" if p == "centre" else f"at the {p}") for p in POSITIONS}
     options = [[f"a {f.colour} {f.shape} {where[p]}" for p in POSITIONS] for f in facts]
-    results["position"] = _accuracy(clip, images, options, [list(POSITIONS).index(f.position) for f in facts], arch)
+    results["position"] = _accuracy(
+        clip, images, options, [list(POSITIONS).index(f.position) for f in facts], arch
+    )
     options = [[f"a {s} {f.colour} {f.shape}" for s in SIZES] for f in facts]
     results["size"] = _accuracy(clip, images, options, [list(SIZES).index(f.size) for f in facts], arch)
     return {k: round(v, 2) for k, v in results.items()}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def weights_digest(path: str | Path) -> str:
+    """SHA-256 over every tensor (sorted names, dtype, shape, bytes). Not the file's hash: safetensors writes its
+    JSON header from a hash map, so the header's key order — and the file's bytes — vary from run to run."""
+    digest = hashlib.sha256()
+    with safe_open(str(path), framework="pt") as file:
+        for name in sorted(file.keys()):
+            tensor = file.get_tensor(name)
+            digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(tensor.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_pretrained(clip: CLIP, path: str | Path, arch: ClipArch = SYNTHETIC_ARCH) -> Path:
@@ -208,7 +225,9 @@ def save_pretrained(clip: CLIP, path: str | Path, arch: ClipArch = SYNTHETIC_ARC
 
 
 def pretrain_synthetic(
-    out: str | Path, config: PretrainConfig = PretrainConfig(), progress: Callable[[int, float], None] | None = None
+    out: str | Path,
+    config: PretrainConfig = PretrainConfig(),
+    progress: Callable[[int, float], None] | None = None,
 ) -> dict:
     """Train, evaluate, save the weights to ``out`` and a record (config, losses, accuracy, SHA-256) beside them."""
     started = time.perf_counter()
@@ -226,9 +245,11 @@ def pretrain_synthetic(
         "loss_last_100_mean": round(float(np.mean(losses[-100:])), 4),
         "train_sec": round(train_sec, 1),
         "torch": str(torch.__version__),
-        "sha256": _sha256(path),
+        "weights_sha256": weights_digest(path),
     }
-    Path(path).with_suffix(RECORD_SUFFIX).write_text(yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+    Path(path).with_suffix(RECORD_SUFFIX).write_text(
+        yaml.safe_dump(record, sort_keys=False), encoding="utf-8"
+    )
     log.info("saved %s (%.1f MB) after %.0f s; zero-shot accuracy %s", path, path.stat().st_size / 1e6,
              train_sec, accuracy)  # fmt: skip
     return record
