@@ -24,7 +24,9 @@ def imported_layers(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level == 0 and node.module and node.module.startswith("vificlip."):
                 layers.add(node.module.split(".")[1])
-            elif node.level > layer_depth and node.module:  # e.g. `from ..data import x` inside vificlip/model/
+            elif (
+                node.level > layer_depth and node.module
+            ):  # e.g. `from ..data import x` inside vificlip/model/
                 layers.add(node.module.split(".")[0])
             elif node.level > layer_depth:
                 layers.update(alias.name for alias in node.names)
