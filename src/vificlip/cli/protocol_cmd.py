@@ -87,7 +87,7 @@ def run_protocol_command(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ..engine.config import atomic_write_text
+    from ..atomic import atomic_write_text
     from ..engine.protocols import merge_reports
 
     table = merge_reports([Path(p) for p in args.runs])

@@ -17,12 +17,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..errors import VificlipError
 from .records import VideoRecord
 
@@ -180,20 +179,6 @@ def check_class_count(names: Sequence[str], num_classes: int | None, source: str
     return len(names)
 
 
-def _atomic_write_text(path: Path, text: str) -> Path:
-    """Write via a temp file in the same folder + os.replace, so an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_video_list(
     path: str | Path,
     records_or_pairs: Iterable[VideoRecord | tuple[str | Path, int]],
@@ -210,7 +195,7 @@ def write_video_list(
         if not text.strip() or "\n" in text or "\r" in text or text != text.strip():
             raise AnnotationError(f"{path}: cannot write path {text!r} (empty, newline or edge whitespace)")
         lines.append(f"{text} {int(label)}\n")
-    return _atomic_write_text(Path(path), "".join(lines))
+    return atomic_write_text(Path(path), "".join(lines))
 
 
 def write_label_csv(path: str | Path, names: Iterable[str]) -> Path:
@@ -222,4 +207,4 @@ def write_label_csv(path: str | Path, names: Iterable[str]) -> Path:
         if not name.strip() or "\n" in name or "\r" in name:
             raise AnnotationError(f"{path}: class {index} has an empty or multi-line name {name!r}")
         writer.writerow((index, name))
-    return _atomic_write_text(Path(path), buffer.getvalue())
+    return atomic_write_text(Path(path), buffer.getvalue())

@@ -19,13 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from ..atomic import atomic_write_text
 from ..errors import VificlipError
 from .annotations import write_label_csv, write_video_list
 from .records import VideoRecord
@@ -260,7 +260,5 @@ def ensure_benchmark(
         path = bench.preset_path(world.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(preset, sort_keys=False), encoding="utf-8")
-    temp = bench.root / "manifest.json.tmp"
-    temp.write_text(json.dumps(_manifest(seed, size)), encoding="utf-8")
-    os.replace(temp, bench.root / "manifest.json")
+    atomic_write_text(bench.root / "manifest.json", json.dumps(_manifest(seed, size)))
     return bench

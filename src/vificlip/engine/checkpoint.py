@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import atomic_write_text
 from ..errors import VificlipError
 from ..model.loading import save_model
-from .config import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, Union
 
 import yaml
 
+from ..atomic import atomic_write_text
 from ..errors import VificlipError
 
 log = logging.getLogger(__name__)
@@ -423,20 +422,6 @@ def to_dict(cfg: RunConfig) -> dict:
 
 def to_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, width=110)
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write through a temporary file in the same folder and ``os.replace``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_config(cfg: RunConfig, run_dir: Path) -> Path:

@@ -19,11 +19,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..data.presets import load_dataset_preset
 from ..model.vificlip import ViFiCLIP
 from . import builders
 from .checkpoint import MODEL_FILE, pointer_dir, read_pointer
-from .config import ConfigError, RunConfig, atomic_write_text
+from .config import ConfigError, RunConfig
 from .distributed import current_topology, init_distributed
 from .evaluate import EvalSpec, evaluate_config, wise_interpolate
 from .metrics import EvalResult, harmonic_mean, mean_std

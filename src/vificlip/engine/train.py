@@ -23,6 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from ..atomic import atomic_write_text
 from ..data.loader import seed_worker
 from ..data.mixing import MixupCutmix, smooth_one_hot, soft_target_cross_entropy
 from ..errors import VificlipError
@@ -31,7 +32,6 @@ from . import builders
 from . import checkpoint as ckpt
 from .config import (
     RunConfig,
-    atomic_write_text,
     check_total_batch,
     config_differences,
     read_run_config,

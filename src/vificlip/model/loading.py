@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import VificlipError
 from .backbone import ArchitectureError, ClipArch, arch_by_name, build_clip, infer_arch, load_clip_weights
 from .convert import (
@@ -396,11 +397,6 @@ def save_model(model: ViFiCLIP, path: str | os.PathLike) -> Path:
         "vificlip_version": _package_version(),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:  # readers never see a half-written file
         save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)  # readers never see a half-written file
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..atomic import atomic_path
 from ..errors import VificlipError
 from .backbone import ClipArch
 from .loading import load_model
@@ -67,19 +67,6 @@ def weights_sha256(model: ViFiCLIP) -> str:
     return digest.hexdigest()
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
-    """Temp file in the target folder, then ``os.replace``: readers never see a half-written artefact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_prompts(
     model: ViFiCLIP,
     path: str | os.PathLike,
@@ -112,7 +99,8 @@ def save_prompts(
     )
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in prompts.state_dict().items()}
     path = Path(path)
-    _atomic_save(tensors, meta, path)
+    with atomic_path(path) as tmp:  # readers never see a half-written artefact
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

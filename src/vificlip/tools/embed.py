@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..atomic import atomic_path
 from ..data.decode import VideoDecodeError, open_video
 from ..data.sampling import test_indices
 from ..data.transforms import build_test_transform
@@ -116,13 +116,8 @@ class EmbeddingIndex:
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file, then rename), so a reader or a crash never sees half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
+        with atomic_path(path) as tmp:
             save_file({"embeddings": self.embeddings.contiguous()}, str(tmp), metadata=self.metadata())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @classmethod
     def read(cls, path: Path) -> EmbeddingIndex:
