@@ -176,3 +176,19 @@ def test_loader_uses_a_distributed_sampler_when_initialised(indexed_video, tmp_p
         assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.shuffle
     finally:
         dist.destroy_process_group()
+
+
+def test_seed_per_item_depends_on_seed_epoch_and_index_only(indexed_video, frame_ids):
+    records = records_for(indexed_video, [60, 61])
+    dataset = VideoDataset(records, T, "train", transform=raw, seed=5, seed_per_item=True)
+    dataset.set_epoch(2)
+    second_first = frame_ids(dataset[1]["video"])  # order of access does not matter
+    first = frame_ids(dataset[0]["video"])
+    expected = sampling.train_indices(60, T, torch.Generator().manual_seed(5 * 1_000_003 + 2 * 100_003 + 0))
+    assert first == expected
+    assert frame_ids(dataset[1]["video"]) == second_first and frame_ids(dataset[0]["video"]) == first
+    epochs = set()
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        epochs.add(tuple(frame_ids(dataset[0]["video"])))
+    assert len(epochs) > 1  # a new epoch draws new segments

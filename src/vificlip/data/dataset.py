@@ -45,6 +45,10 @@ class VideoDataset(Dataset):
     ``transform=None`` uses the paper's pipeline for the mode (224 px, authors' normalisation). A custom transform
     gets the uint8 frames [N,3,H,W] (N = num_clips·T) and, if it takes a ``generator`` keyword, the sample's
     ``torch.Generator``; otherwise it should draw from torch's global RNG (seeded per worker by ``build_loader``).
+
+    ``seed_per_item=True`` makes a training item's randomness a function of (seed, epoch, index) alone (call
+    :meth:`set_epoch` each epoch): the same augmentation whatever the worker count or order, so an interrupted and
+    resumed run sees exactly what an uninterrupted one saw.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class VideoDataset(Dataset):
         backend: str = "auto",
         max_bad_fraction: float = 0.01,
         seed: int = 0,
+        seed_per_item: bool = False,
     ):
         if mode not in MODES:
             raise VificlipError(f"dataset mode must be one of {MODES}, got {mode!r}")
@@ -83,6 +88,8 @@ class VideoDataset(Dataset):
         self.backend = backend
         self.max_bad_fraction = max_bad_fraction
         self.seed = seed
+        self.seed_per_item = seed_per_item
+        self.epoch = 0
         # One flag per video in shared memory, inherited by DataLoader workers (fork or spawn). Setting a flag is
         # idempotent and the count is read from the flags, so no lock is needed (locks do not cross contexts).
         self._bad_flags = multiprocessing.RawArray(ctypes.c_bool, len(self.records))
@@ -111,7 +118,7 @@ class VideoDataset(Dataset):
         return self._test_item(index)
 
     def _train_item(self, index: int) -> dict[str, Any]:
-        generator = self._generator()
+        generator = self._item_generator(index) if self.seed_per_item else self._generator()
         for _ in range(len(self.records)):  # bounded: the bad-fraction limit stops a run long before this
             try:
                 video = self._load(index, generator)
@@ -202,6 +209,13 @@ class VideoDataset(Dataset):
         if not good:
             raise VificlipError(f"none of the {total} videos in the dataset could be decoded")
         return good[int(torch.randint(len(good), (1,), generator=generator))]
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that ``seed_per_item`` mixes into each item's seed (workers must start after this call)."""
+        self.epoch = epoch
+
+    def _item_generator(self, index: int) -> torch.Generator:
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch * 100_003 + index) % 2**63)
 
     def _generator(self) -> torch.Generator:
         """One generator per process: seeded from ``seed`` in the main process, from the worker's seed in a worker.

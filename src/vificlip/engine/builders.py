@@ -141,8 +141,10 @@ def train_dataset(data_cfg: DataConfig, items: list[VideoRecord], seed: int) -> 
                                           normalization=data_cfg.normalization)  # fmt: skip
     else:
         transform = build_test_transform(data_cfg.input_size, 1, data_cfg.normalization)
-    return SeededVideoDataset(items, data_cfg.num_frames, mode="train", transform=_squeeze(transform, data_cfg),
-                              backend=data_cfg.backend, max_bad_fraction=data_cfg.max_bad_fraction, seed=seed)  # fmt: skip
+    # Per-item seeding: augmentations depend on (seed, epoch, index) only, so resume is exact.
+    return VideoDataset(items, data_cfg.num_frames, mode="train", transform=_squeeze(transform, data_cfg),
+                        backend=data_cfg.backend, max_bad_fraction=data_cfg.max_bad_fraction, seed=seed,
+                        seed_per_item=True)  # fmt: skip
 
 
 def _squeeze(transform, data_cfg: DataConfig):
@@ -170,20 +172,3 @@ def warn_leakage(train_items: list[VideoRecord], eval_items: list[VideoRecord], 
     for warning in caught:
         log.warning("%s", warning.message)
     return len(leaks)
-
-
-class SeededVideoDataset(VideoDataset):
-    """Training items whose randomness is a function of (seed, epoch, index) only.
-
-    The parent draws from one generator per process, so a resumed run (or another worker count) would see
-    different augmentations. Seeding per item makes a resumed run bit-identical to an uninterrupted one.
-    """
-
-    epoch = 0
-
-    def __getitem__(self, index: int):
-        self._item_seed = (self.seed * 1_000_003 + self.epoch * 100_003 + index) % 2**63
-        return super().__getitem__(index)
-
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self._item_seed)

@@ -205,7 +205,7 @@ class Trainer:
         net = self.ddp if self.ddp is not None else model
         acc = cfg.accumulation_steps
         self.sampler.set_epoch(epoch, skip=start * cfg.batch_size)
-        self.dataset.epoch = epoch
+        self.dataset.set_epoch(epoch)
         model.train()
         self.optimizer.zero_grad(set_to_none=True)  # leftover micro-batches of the last epoch are dropped
         bar = progress_bar(self.steps_per_epoch, start, f"epoch {epoch + 1}/{cfg.epochs}", topo.is_main)
