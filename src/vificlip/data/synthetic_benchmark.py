@@ -64,47 +64,18 @@ class VideoWorld:
         return [class_name(c, s, a) for c, s in self.objects for a in self.actions]
 
 
+_SYNTHETIC_K = VideoWorld("synthetic_k", "Synthetic-K (Kinetics-400 stand-in)",
+                          (("red", "square"), ("green", "triangle"), ("blue", "cross")), ("black", "navy"),
+                          train_per_class=(16, 16), eval_per_class=6, num_eval_splits=1)  # fmt: skip
+_SYNTHETIC_U = VideoWorld("synthetic_u", "Synthetic-U (HMDB/UCF stand-in)", (("yellow", "star"), ("white", "bar")),
+                          ("grey", "striped"), train_per_class=(18, 24), eval_per_class=8, num_eval_splits=3)  # fmt: skip
+
+# The quick size keeps the worlds and shrinks the splits.
 SIZES: dict[str, tuple[VideoWorld, VideoWorld]] = {
-    "full": (
-        VideoWorld(
-            "synthetic_k",
-            "Synthetic-K (Kinetics-400 stand-in)",
-            (("red", "square"), ("green", "triangle"), ("blue", "cross")),
-            ("black", "navy"),
-            (16, 16),
-            6,
-            1,
-        ),  # fmt: skip
-        VideoWorld(
-            "synthetic_u",
-            "Synthetic-U (HMDB/UCF stand-in)",
-            (("yellow", "star"), ("white", "bar")),
-            ("grey", "striped"),
-            (18, 24),
-            8,
-            3,
-        ),  # fmt: skip
-    ),
+    "full": (_SYNTHETIC_K, _SYNTHETIC_U),
     "quick": (
-        VideoWorld(
-            "synthetic_k",
-            "Synthetic-K (Kinetics-400 stand-in)",
-            (("red", "square"), ("green", "triangle"), ("blue", "cross")),
-            ("black", "navy"),
-            (8, 8),
-            2,
-            1,
-        ),  # fmt: skip
-        VideoWorld(
-            "synthetic_u",
-            "Synthetic-U (HMDB/UCF stand-in)",
-            (("yellow", "star"), ("white", "bar")),
-            ("grey", "striped"),
-            (16, 16),
-            4,
-            3,
-            listed_b2n_draws=1,
-        ),  # fmt: skip
+        dataclasses.replace(_SYNTHETIC_K, train_per_class=(8, 8), eval_per_class=2),
+        dataclasses.replace(_SYNTHETIC_U, train_per_class=(16, 16), eval_per_class=4, listed_b2n_draws=1),
     ),
 }
 
