@@ -160,6 +160,11 @@ def plot_accuracy(demo: DemoResult, path: Path, plt) -> Path:
     right.set_ylabel("top-1 (%)")
     right.set_title("Few-shot")
     right.legend(fontsize=8)
+    return _save(fig, path, plt)
+
+
+def _save(fig, path: Path, plt) -> Path:
+    """Lay out, write the PNG and free the figure (pyplot keeps every open figure alive)."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -188,10 +193,7 @@ def plot_curves(demo: DemoResult, path: Path, plt) -> Path:
         ax.set_xlabel("optimiser step")
         ax.set_ylabel("training loss")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, plt)
 
 
 # ---- the report ---------------------------------------------------------------------------------------------
