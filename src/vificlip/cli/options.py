@@ -17,7 +17,10 @@ def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
 def add_class_arguments(p: argparse.ArgumentParser) -> None:
     names = p.add_mutually_exclusive_group(required=True)
     names.add_argument("--classes", help='comma-separated class names, e.g. "dancing,swimming"')
-    names.add_argument("--labels", help="label file: CSV `id,name` or one name per line")
+    names.add_argument(
+        "--labels",
+        help="a bundled label set (k400, ucf101, hmdb51, …) or a label file: CSV `id,name` or one name per line",
+    )
 
 
 def add_video_arguments(
@@ -41,7 +44,7 @@ def parse_classes(args: argparse.Namespace) -> list[str]:
     if args.classes is not None:
         names = [name.strip() for name in args.classes.split(",") if name.strip()]
     else:
-        from ..data.annotations import read_labels
+        from ..data.labelsets import read_label_set
 
-        names = read_labels(args.labels)
+        names = read_label_set(args.labels)
     return list(check_class_names(names))
