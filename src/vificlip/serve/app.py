@@ -254,7 +254,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
             if fields.text is not None:
                 results, query = await service.search_text(fields.text, k), fields.text
             elif fields.like is not None:
-                results, query = await service.search_like(fields.like, k), f"like {fields.like}"
+                results, query = await service.search_like(fields.like, k), service.describe_like(fields.like)
             else:
                 path, name, part = _video_source(service, upload, fields.path)
                 results, query = await service.search_video(path, part, k), name

@@ -290,6 +290,11 @@ class Service:
         query = index.embeddings[ids].float().mean(0)
         return self._hits(nearest(index, query, k, exclude=sorted(set(ids))))
 
+    def describe_like(self, ids: list[int]) -> str:
+        """How a "more like these" query reads on the page: the videos it started from."""
+        paths = [self._require_index().paths[i] for i in ids[:3]]
+        return "more like " + ", ".join(paths) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+
     async def search_video(self, path: Path, part: str, k: int) -> list[dict]:
         """A video (upload or --root path) decoded with the index's own pipeline, then ranked like text."""
         index = self._require_index()

@@ -179,6 +179,7 @@ async function runSearch(body) {
 function showResults(data) {
   selected = new Set();
   $("more-like").disabled = true;
+  $("more-like").textContent = "More like these";
   const grid = $("results");
   grid.replaceChildren();
   $("search-hint").textContent = data.results.length
