@@ -83,7 +83,17 @@ class Service:
         )
         self._text: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._previews: OrderedDict[int, bytes] = OrderedDict()
+        self._warm_up()
         self.started = time.time()
+
+    @torch.no_grad()
+    def _warm_up(self) -> None:
+        """One tiny forward of each tower at start-up, so the first request does not pay for lazy initialisation."""
+        size = self.model.arch.image_size
+        clip = torch.zeros(1, 1, 3, size, size, device=self.recognizer.device)
+        with self.recognizer._autocast():
+            self.model.encode_video(clip)
+            self.model.encode_text(["warm up"])
 
     def _check_index(self, index: EmbeddingIndex) -> None:
         width = self.model.arch.embed_dim

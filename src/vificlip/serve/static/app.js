@@ -43,9 +43,16 @@ async function init() {
     if (health.index_videos !== null) parts.push(`${health.index_videos} indexed videos`);
     $("status").textContent = parts.join(" · ");
     $("tab-search").disabled = health.index_videos === null;
+    $("frames").placeholder = String(health.frames);
+    $("frames").max = String(health.limits.max_frames);
     const labels = await api("/api/labels");
     for (const name of labels.sets) $("label-set").appendChild(el("option", { value: name }, name));
-    if (labels.default_classes.length) $("classes").value = labels.default_classes.join("\n");
+    if (labels.sets.includes(labels.default)) {
+      $("label-set").value = labels.default;
+      $("classes").disabled = true;
+    } else if (labels.default_classes.length) {
+      $("classes").value = labels.default_classes.join("\n");
+    }
     if (health.root) {
       const { videos } = await api("/api/videos");
       for (const v of videos) $("root-video").appendChild(el("option", { value: v }, v));
@@ -67,9 +74,14 @@ drop.addEventListener("drop", (e) => {
   if (e.dataTransfer.files.length) { $("video-file").files = e.dataTransfer.files; updateFileLabel(); }
 });
 $("video-file").addEventListener("change", updateFileLabel);
+$("root-video").addEventListener("change", () => {
+  if ($("root-video").value) { $("video-file").value = ""; updateFileLabel(); }
+});
 function updateFileLabel() {
   const file = $("video-file").files[0];
-  $("file-label").textContent = file ? `${file.name} (${(file.size / 1024).toFixed(0)} KiB)` : "Drop a video here or click to choose";
+  $("file-label").textContent = file ? file.name : "Drop a video here";
+  $("file-hint").textContent = file ? `${(file.size / 1024).toFixed(0)} KiB · click to change` : "or click to choose a file";
+  drop.classList.toggle("chosen", Boolean(file));
   if (file) $("root-video").value = "";
 }
 $("label-set").addEventListener("change", () => { $("classes").disabled = $("label-set").value !== ""; });
