@@ -199,8 +199,12 @@ function showResults(data) {
     : `No videos for “${data.query}”.`;
   for (const hit of data.results) {
     const card = el("div", { class: "result", "data-id": String(hit.id) });
-    card.append(el("img", { src: hit.preview, alt: hit.path, loading: "lazy" }),
-      el("div", { class: "path" }, hit.path), el("div", { class: "score" }, `score ${hit.score.toFixed(3)}${hit.label ? " · " + hit.label : ""}`));
+    const path = el("div", { class: "path" });
+    const cut = hit.path.lastIndexOf("/") + 1;  // let a long path wrap after its folder, not inside a name
+    path.append(hit.path.slice(0, cut), el("wbr"), hit.path.slice(cut));
+    const labelled = hit.label && !hit.path.startsWith(hit.label + "/");
+    card.append(el("img", { src: hit.preview, alt: hit.path, loading: "lazy" }), path,
+      el("div", { class: "score" }, `score ${hit.score.toFixed(3)}${labelled ? " · " + hit.label : ""}`));
     card.addEventListener("click", () => {
       card.classList.toggle("selected");
       if (selected.has(hit.id)) selected.delete(hit.id); else selected.add(hit.id);
