@@ -192,3 +192,9 @@ def test_micro_batcher_waits_only_for_announced_requests() -> None:
     asyncio.run(scenario())
     assert seen[0] == [1]
     assert [len(b) for b in seen[1:]] == [4, 2]  # max_batch respected, the rest in the next call
+
+
+def test_class_lists_typed_with_commas_or_newlines(service) -> None:
+    assert service.class_list("a, b\nc,,\n d ", None) == ("a", "b", "c", "d")
+    assert service.class_list([" a", "b "], None) == ("a", "b")
+    assert len(service.class_list(None, "hmdb51")) == 51

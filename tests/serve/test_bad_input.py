@@ -48,6 +48,8 @@ CASES = {
                       400, "checkpoint", "Extra inputs"),
     "top_k not a number": (lambda tmp: {"json": {"path": "red_circle/clip0.mp4", "classes": CLASSES, "top_k": "many"}},
                            400, "top_k", "integer"),
+    "top_k over the limit": (lambda tmp: {"json": {"path": "red_circle/clip0.mp4", "classes": CLASSES, "top_k": 10_000}},
+                             400, "top_k", "at most 100"),
     "too many frames": (lambda tmp: {"json": {"path": "red_circle/clip0.mp4", "classes": CLASSES, "frames": 10_000}},
                         400, "frames", "expected 1 to"),
     "no video": (lambda tmp: {"json": {"classes": CLASSES}}, 400, "video", "no video"),

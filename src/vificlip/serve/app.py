@@ -146,10 +146,15 @@ async def _read_request(
             "body", f"content type {kind or 'none'!r}; send application/json or multipart/form-data", 415
         )
     try:
-        return model.model_validate(fields), upload
+        parsed = model.model_validate(fields)
     except ValidationError as exc:
         upload.remove()
         raise _first_error(exc) from None
+    for name in ("top_k", "k"):  # how many results: one limit for both endpoints
+        if getattr(parsed, name, 0) > config.max_results:
+            upload.remove()
+            raise RequestError(name, f"{getattr(parsed, name)}; at most {config.max_results}")
+    return parsed, upload
 
 
 def _video_source(service: Service, upload: Upload, path: str | None) -> tuple[Path, str, str]:
@@ -225,8 +230,6 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
     async def predict(request: Request) -> JSONResponse:
         fields, upload = await _read_request(request, service, PredictRequest)
         try:
-            if fields.top_k > service.config.max_results:
-                raise RequestError("top_k", f"{fields.top_k}; at most {service.config.max_results}")
             classes = service.class_list(fields.classes, fields.labels)
             path, name, part = _video_source(service, upload, fields.path)
             answer = await service.predict(
@@ -243,8 +246,6 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         fields, upload = await _read_request(request, service, SearchRequest)
         try:
             k = fields.k
-            if k > service.config.max_results:
-                raise RequestError("k", f"{k}; at most {service.config.max_results}")
             given = [n for n, v in (("text", fields.text), ("like", fields.like), ("path", fields.path or upload.file))
                      if v not in (None, [])]  # fmt: skip
             if len(given) != 1:
