@@ -26,7 +26,7 @@ from ..data.decode import VideoDecodeError
 from ..data.labelsets import LABEL_SETS, read_label_set
 from ..errors import VificlipError
 from ..model.text import check_class_names, split_class_names
-from ..tools.embed import EmbeddingIndex, file_sha256, load_index, nearest
+from ..tools.embed import EmbeddingIndex, SearchHit, file_sha256, load_index, nearest
 from ..tools.predict import VIDEO_SUFFIXES, Prediction, load, load_video_tensor
 from .batching import MicroBatcher
 from .config import ServeConfig
@@ -129,7 +129,9 @@ class Service:
                 )
             names = read_label_set(labels)
         elif self.default_classes:
-            names = self.default_classes
+            return tuple(
+                self.default_classes
+            )  # the server's own --labels: checked at start-up, no request limit
         else:
             raise RequestError("classes", "the class list is empty; type class names or choose a label set")
         limit = self.config.max_classes
@@ -269,7 +271,7 @@ class Service:
             raise RequestError("index", "this server was started without --index; search is off", 404)
         return self.index
 
-    def _hits(self, found: list[tuple[int, object]]) -> list[dict]:
+    def _hits(self, found: list[tuple[int, SearchHit]]) -> list[dict]:
         index = self._require_index()
         return [{"id": row, "path": index.paths[row], "label": hit.label, "score": round(hit.score, 6),
                  "preview": f"/api/preview/{row}.gif"} for row, hit in found]  # fmt: skip
@@ -281,14 +283,16 @@ class Service:
         if len(text) > self.config.max_class_chars:
             raise RequestError("text", f"{len(text)} characters; at most {self.config.max_class_chars}")
 
-        def run() -> list[tuple[int, object]]:
+        def run() -> list[tuple[int, SearchHit]]:
             with torch.no_grad():
-                query = self.model.encode_text([text]).float()[0].cpu()
+                query = (
+                    self.model.encode_text([text]).float()[0].cpu()
+                )  # the query through the prompt template
             return nearest(index, query, k)
 
         try:
             return self._hits(await asyncio.get_running_loop().run_in_executor(self.model_pool, run))
-        except VificlipError as exc:
+        except VificlipError as exc:  # e.g. a query longer than the text tower's context
             raise RequestError("text", str(exc)) from None
 
     async def search_like(self, ids: list[int], k: int) -> list[dict]:
