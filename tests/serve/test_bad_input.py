@@ -77,6 +77,29 @@ def test_bad_predict_request(server, tmp_path, case) -> None:
     assert health.json()["temp_files"] == 0, "an upload was left in the server's temp folder"
 
 
+def test_streamed_uploads_are_limited_while_they_arrive(server) -> None:
+    """Chunked bodies have no Content-Length: the limit is checked per chunk, the client still gets the 413."""
+    boundary = "vificlip-test"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="classes"\r\n\r\na, b\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="big.mp4"\r\n\r\n'
+    ).encode()
+
+    def chunks():
+        yield head
+        for _ in range(4 * MAX_UPLOAD // 4096):
+            yield bytes(4096)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = httpx.post(f"{server}/api/predict", content=chunks(),
+                   headers={"content-type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+    assert r.status_code == 413 and r.json()["error"].startswith("video: upload is larger"), r.text
+    r = httpx.post(f"{server}/api/predict", content=b"[" + b"1," * 600_000 + b"1]",
+                   headers={"content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 413 and r.json()["error"].startswith("body: JSON body larger"), r.text
+    assert httpx.get(f"{server}/api/health").json()["temp_files"] == 0
+
+
 SEARCH_CASES = {
     "empty text": ({"text": "  "}, 400, "text"),
     "two queries": ({"text": "red", "like": [0]}, 400, "body"),

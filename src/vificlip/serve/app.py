@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from .config import ServeConfig
 from .errors import RequestError
 from .service import Service
-from .uploads import Upload, read_multipart
+from .uploads import DRAIN_FACTOR, Upload, read_multipart
 
 log = logging.getLogger(__name__)
 STATIC = Path(str(resources.files(__package__) / "static"))
@@ -112,11 +112,15 @@ def _first_error(exc: ValidationError | RequestValidationError) -> RequestError:
 
 
 async def _read_json(request: Request, limit: int) -> dict:
-    body = bytearray()
+    body, received = bytearray(), 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestError("body", f"JSON body larger than {limit:,} bytes", 413)
+        received += len(chunk)
+        if received > DRAIN_FACTOR * limit:
+            break
+        if received <= limit:
+            body += chunk
+    if received > limit:  # read (up to a point) before answering, so the client sees the 413, not a reset
+        raise RequestError("body", f"JSON body larger than {limit:,} bytes", 413)
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -138,7 +142,7 @@ async def _read_request(
         )
         fields: dict = dict(upload.fields)
         if "like" in fields and model is SearchRequest:
-            fields["like"] = [p for p in fields["like"].replace(",", " ").split()]
+            fields["like"] = fields["like"].replace(",", " ").split()
     elif kind == "application/json":
         upload, fields = Upload(), await _read_json(request, config.max_form_bytes)
     else:
