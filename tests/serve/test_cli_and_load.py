@@ -57,3 +57,28 @@ def test_load_benchmark_runs_without_errors() -> None:
     assert result["ratio"] > 0
     text = format_serve_benchmark(result)
     assert "errors: 0" in text and "3 clients / 1 client" in text
+
+
+def test_page_assets_are_package_data() -> None:
+    """The page must work offline from an installed wheel: every static file matches pyproject's package-data."""
+    import ast
+    import fnmatch
+    import re
+    from pathlib import Path
+
+    from vificlip.serve.app import STATIC
+
+    root = Path(__file__).resolve().parents[2]
+    table = (root / "pyproject.toml").read_text().split("[tool.setuptools.package-data]")[1]
+    patterns = ast.literal_eval(
+        re.search(r"^vificlip = (\[.*\])$", table, re.MULTILINE).group(1)
+    )  # no tomllib on 3.10
+    package = STATIC.parents[1]  # src/vificlip
+    files = [p.relative_to(package).as_posix() for p in STATIC.iterdir()]
+    assert {"serve/static/index.html", "serve/static/app.js", "serve/static/style.css"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), f"{name} would not ship"
+    html = (STATIC / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html, (
+        "the page must not load anything from the internet"
+    )
