@@ -198,3 +198,15 @@ def test_class_lists_typed_with_commas_or_newlines(service) -> None:
     assert service.class_list("a, b\nc,,\n d ", None) == ("a", "b", "c", "d")
     assert service.class_list([" a", "b "], None) == ("a", "b")
     assert len(service.class_list(None, "hmdb51")) == 51
+
+
+def test_a_bad_class_list_fails_only_its_own_request_in_a_batch(service, world) -> None:
+    from vificlip.serve.errors import RequestError
+    from vificlip.serve.service import Job, JobResult
+
+    views = service._decode(world["videos"] / "red_circle" / "clip0.mp4", FRAMES, "video")
+    good, bad = Job(views, tuple(CLASSES)), Job(views, ("red " * 40,))
+    results = service._run_batch([good, bad, good])
+    assert isinstance(results[0], JobResult) and isinstance(results[2], JobResult)
+    assert torch.equal(results[0].probabilities, results[2].probabilities)
+    assert isinstance(results[1], RequestError) and results[1].part == "classes"

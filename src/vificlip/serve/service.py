@@ -93,7 +93,10 @@ class Service:
         clip = torch.zeros(1, 1, 3, size, size, device=self.recognizer.device)
         with self.recognizer._autocast():
             self.model.encode_video(clip)
-            self.model.encode_text(["warm up"])
+            if self.default_classes:  # also proves every --labels prompt fits the text tower
+                self._text_features(tuple(self.default_classes))
+            else:
+                self.model.encode_text(["warm up"])
 
     def _check_index(self, index: EmbeddingIndex) -> None:
         width = self.model.arch.embed_dim
@@ -128,10 +131,8 @@ class Service:
                     "labels", f"{labels!r} is not a bundled label set ({', '.join(LABEL_SETS)})"
                 )
             names = read_label_set(labels)
-        elif self.default_classes:
-            return tuple(
-                self.default_classes
-            )  # the server's own --labels: checked at start-up, no request limit
+        elif self.default_classes:  # the server's own --labels: checked at start-up, no request limit
+            return tuple(self.default_classes)
         else:
             raise RequestError("classes", "the class list is empty; type class names or choose a label set")
         limit = self.config.max_classes
@@ -212,6 +213,16 @@ class Service:
         for i, job in enumerate(jobs):
             groups.setdefault(tuple(job.views.shape[1:]), []).append(i)
         for members in groups.values():
+            texts = {}
+            for i in members:  # a class list the text tower refuses fails its own request, not the batch
+                try:
+                    with self.recognizer._autocast():  # the same dtype as VideoRecognizer's text features
+                        texts[i] = self._text_features(jobs[i].classes)
+                except VificlipError as exc:
+                    results[i] = RequestError("classes", str(exc))
+            members = [i for i in members if i in texts]
+            if not members:
+                continue
             try:
                 views = torch.cat([jobs[i].views for i in members]).to(self.recognizer.device)
                 with self.recognizer._autocast():
@@ -219,9 +230,7 @@ class Service:
                     offset = 0
                     for i in members:
                         count = jobs[i].views.shape[0]
-                        logits = self.model.logits(
-                            features[offset : offset + count], self._text_features(jobs[i].classes)
-                        )
+                        logits = self.model.logits(features[offset : offset + count], texts[i])
                         offset += count
                         results[i] = logits.float().softmax(dim=-1).mean(dim=0).cpu()
             except Exception as exc:  # noqa: BLE001 - reported to each request of the group
