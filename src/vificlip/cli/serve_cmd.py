@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from ..errors import VificlipError
+from .options import add_checkpoint_arguments
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     d = ServeConfig()
     p = subparsers.add_parser("serve", help="a web page and a JSON API for recognition and search")
-    p.add_argument(
-        "--checkpoint", required=True, help="checkpoint file/folder (any supported format) or built-in name"
-    )
+    add_checkpoint_arguments(p)
     p.add_argument(
         "--labels", help="default class list: a bundled label set (k400, ucf101 …) or a label file"
     )
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning(
             "binding %s: the server is reachable from other machines; it has no authentication", args.host
         )
-    config = ServeConfig(checkpoint=args.checkpoint, labels=args.labels,
+    config = ServeConfig(checkpoint=args.checkpoint, base=args.base_checkpoint, labels=args.labels,
                          index=Path(args.index) if args.index else None, root=Path(args.root) if args.root else None,
                          device=args.device, frames=args.frames, max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
                          max_classes=args.max_classes, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch,

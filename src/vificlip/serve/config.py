@@ -14,6 +14,7 @@ class ServeConfig:
     """What ``vificlip serve`` was started with, and every limit a request is held to (defined here only)."""
 
     checkpoint: str = "synthetic-tiny-clip"
+    base: str | None = None  # base CLIP weights for the authors' checkpoints (as `predict --base-checkpoint`)
     labels: str | None = None  # default class list: a bundled set name or a label file
     index: Path | None = None
     root: Path | None = None

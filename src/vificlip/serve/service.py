@@ -65,15 +65,17 @@ class Service:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.recognizer = load(config.checkpoint, num_frames=config.frames, device=config.device)
-        self.model = self.recognizer.model
         self.root = Path(config.root).resolve() if config.root is not None else None
         if self.root is not None and not self.root.is_dir():
             raise VificlipError(f"--root {config.root}: not a folder")
         self.default_classes = list(check_class_names(read_label_set(config.labels))) if config.labels else []
-        self.index: EmbeddingIndex | None = None
-        if config.index is not None:
-            self.index = load_index(config.index)
+        self.index: EmbeddingIndex | None = load_index(config.index) if config.index is not None else None
+        # The cheap checks above fail before the model loads.
+        self.recognizer = load(
+            config.checkpoint, base=config.base, num_frames=config.frames, device=config.device
+        )
+        self.model = self.recognizer.model
+        if self.index is not None:
             self._check_index(self.index)
         self.tmp = Path(tempfile.mkdtemp(prefix="vificlip-serve-"))
         self.decode_pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
