@@ -53,6 +53,9 @@ def test_load_benchmark_runs_without_errors() -> None:
     for r in result["rounds"]:
         assert r["single"]["requests"] == r["concurrent"]["requests"] == 6
         assert r["single"]["p50_ms"] <= r["single"]["p95_ms"]
+        assert (
+            r["single"]["server_cpu_ms_per_request"] > 0 and r["concurrent"]["server_cpu_ms_per_request"] > 0
+        )
         assert r["server_rss_mib"] > 50
     assert result["ratio"] > 0
     text = format_serve_benchmark(result)

@@ -58,6 +58,12 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 def _wait_healthy(port: int, process: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -73,8 +79,9 @@ def _wait_healthy(port: int, process: subprocess.Popen, timeout: float = 120.0) 
     raise RuntimeError(f"the server did not answer /api/health within {timeout:.0f} s")
 
 
-def _load(port: int, body: bytes, content_type: str, requests: int, clients: int) -> dict:
-    """``requests`` POSTs from ``clients`` threads (one keep-alive connection each) → rate, latency, errors."""
+def _load(port: int, body: bytes, content_type: str, requests: int, clients: int, server_pid: int) -> dict:
+    """``requests`` POSTs from ``clients`` threads (one keep-alive connection each) → rate, latency, errors, and
+    the server's CPU time per request (which, unlike requests/s, does not depend on what else the machine runs)."""
     latencies: list[float] = []
     errors: list[str] = []
     counter = iter(range(requests))
@@ -103,17 +110,20 @@ def _load(port: int, body: bytes, content_type: str, requests: int, clients: int
         connection.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    cpu_start = cpu_seconds(server_pid)
     start = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
+    cpu = cpu_seconds(server_pid) - cpu_start
     ordered = sorted(latencies)
     return {"clients": clients, "requests": requests, "seconds": round(elapsed, 3),
             "requests_per_s": round(requests / elapsed, 2),
             "p50_ms": round(1000 * statistics.median(ordered), 1),
             "p95_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
+            "server_cpu_ms_per_request": round(1000 * cpu / requests, 2),
             "errors": len(errors), "first_error": errors[0] if errors else None}  # fmt: skip
 
 
@@ -131,11 +141,13 @@ def run_serve_benchmark(checkpoint: str = "synthetic-tiny-clip", requests: int =
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         try:
             _wait_healthy(port, process)
-            _load(port, body, content_type, warmup, clients)  # allocator, caches and thread pools warm
+            _load(
+                port, body, content_type, warmup, clients, process.pid
+            )  # allocator, caches and thread pools warm
             result_rounds = []
             for index in range(rounds):
-                single = _load(port, body, content_type, requests, 1)
-                many = _load(port, body, content_type, requests, clients)
+                single = _load(port, body, content_type, requests, 1, process.pid)
+                many = _load(port, body, content_type, requests, clients, process.pid)
                 result_rounds.append({"round": index + 1, "single": single, "concurrent": many,
                                       "ratio": round(many["requests_per_s"] / single["requests_per_s"], 2),
                                       "server_rss_mib": round(rss_mib(process.pid), 1)})  # fmt: skip
@@ -170,13 +182,13 @@ def _get(port: int, path: str) -> bytes:
 def format_serve_benchmark(result: dict) -> str:
     lines = [f"vificlip serve under load: {result['checkpoint']}, {result['frames']} frames, {result['video']}, "
              f"{result['requests_per_round']} requests per measurement, over loopback",
-             f"{'round':>5}  {'clients':>7}  {'req/s':>7}  {'p50 ms':>7}  {'p95 ms':>7}  {'errors':>6}  {'server RSS':>10}"]  # fmt: skip
+             f"{'round':>5}  {'clients':>7}  {'req/s':>7}  {'p50 ms':>7}  {'p95 ms':>7}  {'errors':>6}  {'CPU ms/req':>10}  {'server RSS':>10}"]  # fmt: skip
     for r in result["rounds"]:
         for key in ("single", "concurrent"):
             m = r[key]
             rss = f"{r['server_rss_mib']:.0f} MiB" if key == "concurrent" else ""
             lines.append(f"{r['round']:>5}  {m['clients']:>7}  {m['requests_per_s']:>7.1f}  {m['p50_ms']:>7.1f}  "
-                         f"{m['p95_ms']:>7.1f}  {m['errors']:>6}  {rss:>10}")  # fmt: skip
+                         f"{m['p95_ms']:>7.1f}  {m['errors']:>6}  {m['server_cpu_ms_per_request']:>10.1f}  {rss:>10}")  # fmt: skip
     lines.append(
         f"throughput {result['clients']} clients / 1 client: {result['ratio']:.2f}× (per round: "
         + ", ".join(f"{r['ratio']:.2f}×" for r in result["rounds"])
