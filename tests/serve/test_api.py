@@ -144,6 +144,7 @@ def test_openapi_documents_the_api(server) -> None:
     page = httpx.get(f"{server}/")
     assert page.status_code == 200 and "/static/app.js" in page.text
     assert httpx.get(f"{server}/static/app.js").status_code == 200
+    assert httpx.get(f"{server}/docs").status_code == 404  # Swagger UI would load from a CDN: off
 
 
 def test_text_features_cached_per_class_list(service) -> None:

@@ -1,7 +1,8 @@
 """HTTP transport: the FastAPI app (routes, request parsing, one-line JSON errors) over a :class:`Service`.
 
 Every bad request is answered ``{"error": "<part>: <what was expected>"}`` with a 4xx status, and nothing a
-request sends is ever loaded as a checkpoint or an index. OpenAPI at ``/docs`` and ``/openapi.json``.
+request sends is ever loaded as a checkpoint or an index. The OpenAPI description is at ``/openapi.json``; FastAPI's
+``/docs`` and ``/redoc`` pages are off because they load their scripts from a CDN, and the server may be offline.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         yield
         await service.close()
 
-    app = FastAPI(title="vificlip", version="1", lifespan=lifespan,
+    app = FastAPI(title="vificlip", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Video recognition with any class names, attention maps, and text → video search.")  # fmt: skip
     app.state.service = service
 
