@@ -242,11 +242,18 @@ class Service:
         elapsed = (time.perf_counter() - start) * 1000
         return [r if isinstance(r, BaseException) else JobResult(r, elapsed, len(jobs)) for r in results]
 
-    def _attention(self, views: torch.Tensor) -> tuple[list[str], list[str]]:
+    async def attention(self, views: torch.Tensor) -> tuple[list[str], list[str]]:
+        """(frames, rollout overlays) of the first view as PNG data URIs: the rollout on the model thread, the
+        PNG encoding in the decode pool, so a page asking for maps holds up other requests' batches no longer."""
         from ..tools.visualize import rollout_overlays
 
-        shown, overlays, _ = rollout_overlays(self.recognizer, views[:1])
-        return [png_data_uri(f) for f in shown], [png_data_uri(f) for f in overlays]
+        loop = asyncio.get_running_loop()
+        shown, overlays, _ = await loop.run_in_executor(
+            self.model_pool, rollout_overlays, self.recognizer, views[:1]
+        )
+        return await loop.run_in_executor(
+            self.decode_pool, lambda: ([png_data_uri(f) for f in shown], [png_data_uri(f) for f in overlays])
+        )
 
     async def predict(self, path: Path, name: str, classes: tuple[str, ...], top_k: int, frames: int | None,
                       attention: bool, part: str) -> dict:  # fmt: skip
@@ -262,17 +269,13 @@ class Service:
         prediction = Prediction(name, tuple(classes[i] for i in rows.tolist()), tuple(values.tolist()))
         answer = prediction.to_dict()
         answer["batch_size"] = result.batch_size
+        attention_ms = 0.0
         if attention:
             attention_start = time.perf_counter()
-            shown, overlays = await asyncio.get_running_loop().run_in_executor(
-                self.model_pool, self._attention, views
-            )
-            answer["frames"], answer["attention"] = shown, overlays
-            answer_attention_ms = (time.perf_counter() - attention_start) * 1000
-        else:
-            answer_attention_ms = 0.0
+            answer["frames"], answer["attention"] = await self.attention(views)
+            attention_ms = (time.perf_counter() - attention_start) * 1000
         answer["timings_ms"] = {"decode": round(decode_ms, 2), "model": round(result.model_ms, 2),
-                                "attention": round(answer_attention_ms, 2),
+                                "attention": round(attention_ms, 2),
                                 "total": round((time.perf_counter() - started) * 1000, 2)}  # fmt: skip
         return answer
 
