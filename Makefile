@@ -31,6 +31,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/vificlip benchmark
+	$(BIN)/vificlip benchmark serve
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -1,4 +1,4 @@
-"""One-way imports (STYLE.md §2): cli → tools → engine → {model, data}; model and data never import each other."""
+"""One-way imports (STYLE.md §2): cli → serve → tools → engine → {model, data}; model and data never import each other."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "vificlip"
 
 # layer -> layers it must never import
 FORBIDDEN = {
-    "model": {"data", "engine", "tools", "cli"},
-    "data": {"model", "engine", "tools", "cli"},
-    "engine": {"tools", "cli"},
-    "tools": {"cli"},
+    "model": {"data", "engine", "tools", "serve", "cli"},
+    "data": {"model", "engine", "tools", "serve", "cli"},
+    "engine": {"tools", "serve", "cli"},
+    "tools": {"serve", "cli"},
+    "serve": {"cli"},
 }
 
 

@@ -24,6 +24,7 @@ from . import (
     pretrain_cmd,
     protocol_cmd,
     search_cmd,
+    serve_cmd,
     splits_cmd,
     train_cmd,
     visualize_cmd,
@@ -44,6 +45,7 @@ COMMAND_MODULES = (
     prepare_cmd,
     pretrain_cmd,
     demo_cmd,
+    serve_cmd,
 )
 
 

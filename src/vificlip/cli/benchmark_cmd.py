@@ -1,4 +1,5 @@
-"""`vificlip benchmark [model|data]`: model size, compute and speed (naive vs optimised), or decoding speed."""
+"""`vificlip benchmark [model|data|serve]`: model size, compute and speed (naive vs optimised), decoding speed,
+or the web server under concurrent load."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "benchmark", help="measure the model (default) or the data pipeline on this machine"
     )
-    p.add_argument("what", nargs="?", choices=("model", "data"), default="model",
-                   help="model: parameters, GFLOPs, inference/training speed; data: video decoding speed")  # fmt: skip
+    p.add_argument("what", nargs="?", choices=("model", "data", "serve"), default="model",
+                   help="model: parameters, GFLOPs, inference/training speed; data: video decoding speed; "
+                        "serve: `vificlip serve` under concurrent clients")  # fmt: skip
     p.add_argument("--arch", default="ViT-B/16", help="named architecture (ViT-B/16, ViT-L/14 …) or 'tiny'")
     p.add_argument("--frames", type=int, default=16, help="frames per video")
     p.add_argument("--batch", type=int, default=32, help="videos per inference call")
@@ -34,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--work-dir", help="data: where to write the synthetic videos (default: a temporary folder)"
     )
+    p.add_argument("--checkpoint", default="synthetic-tiny-clip", help="serve: the model the server loads")
+    p.add_argument("--requests", type=int, default=64, help="serve: requests per measurement")
+    p.add_argument("--clients", type=int, default=8, help="serve: concurrent clients (compared with 1)")
+    p.add_argument("--rounds", type=int, default=3, help="serve: rounds (resident memory read after each)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -41,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.what == "data":
         return run_data(args)
+    if args.what == "serve":
+        return run_serve(args)
     from ..tools.benchmark import BenchmarkConfig, format_benchmark, run_benchmark
 
     cfg = BenchmarkConfig(arch=args.arch, num_frames=args.frames, batch=args.batch, train_batch=args.train_batch,
@@ -61,3 +69,15 @@ def run_data(args: argparse.Namespace) -> int:
                                     num_frames=args.frames, backends=backends)  # fmt: skip
     print(json.dumps(result, indent=2) if args.json else format_data_benchmark(result))
     return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from ..errors import VificlipError
+    from ..serve.loadtest import format_serve_benchmark, run_serve_benchmark
+
+    if min(args.requests, args.clients, args.rounds, args.frames) < 1:
+        raise VificlipError("--requests, --clients, --rounds and --frames must be at least 1")
+    result = run_serve_benchmark(args.checkpoint, requests=args.requests, clients=args.clients, rounds=args.rounds,
+                                 frames=args.frames)  # fmt: skip
+    print(json.dumps(result, indent=2) if args.json else format_serve_benchmark(result))
+    return 2 if result["errors"] else 0

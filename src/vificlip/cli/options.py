@@ -39,10 +39,10 @@ def add_video_arguments(
 
 def parse_classes(args: argparse.Namespace) -> list[str]:
     """``--classes a,b`` or ``--labels FILE``, checked (non-empty, no duplicates)."""
-    from ..model.text import check_class_names
+    from ..model.text import check_class_names, split_class_names
 
     if args.classes is not None:
-        names = [name.strip() for name in args.classes.split(",") if name.strip()]
+        names = split_class_names(args.classes)
     else:
         from ..data.labelsets import read_label_set
 

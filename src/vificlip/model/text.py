@@ -47,6 +47,11 @@ def check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def split_class_names(text: str) -> list[str]:
+    """ "a, b\nc" → ["a", "b", "c"]: the typed form of a class list (CLI ``--classes``, the web page, HTTP)."""
+    return [name.strip() for line in text.splitlines() for name in line.split(",") if name.strip()]
+
+
 def format_prompts(class_names: Sequence[str], template: str, replace_underscores: bool = False) -> list[str]:
     """One prompt per class; underscores stay unless asked (the reference feeds names verbatim)."""
     if "{}" not in template:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -326,13 +327,24 @@ def search(model: ViFiCLIP, index: EmbeddingIndex, query: str, top_k: int = 10) 
     if text.shape[-1] != index.embeddings.shape[-1]:
         raise EmbeddingIndexError(f"the model's embeddings have {text.shape[-1]} dimensions, the index's "
                                   f"{index.embeddings.shape[-1]}: the index was made by another model")  # fmt: skip
-    scores = (index.embeddings.float() @ text.t()).squeeze(1)  # [N]
-    values, rows = scores.topk(min(top_k, len(index)))
+    return [hit for _, hit in nearest(index, text[0], top_k)]
+
+
+def nearest(
+    index: EmbeddingIndex, query: torch.Tensor, top_k: int = 10, exclude: Sequence[int] = ()
+) -> list[tuple[int, SearchHit]]:
+    """(row, hit) of the ``top_k`` rows by cosine with ``query`` [D] (text or video); ``exclude``d rows left out."""
+    query = F.normalize(query.float(), dim=-1)
+    scores = index.embeddings.float() @ query  # [N]
+    if exclude:
+        scores[list(exclude)] = float("-inf")
+    count = min(top_k, len(index) - len(set(exclude)))
+    if count <= 0:
+        return []
+    values, rows = scores.topk(count)
     root = Path(index.root)
-    return [
-        SearchHit(str(root / index.paths[r]), index.labels[r], float(v))
-        for v, r in zip(values, rows.tolist())
-    ]
+    return [(r, SearchHit(str(root / index.paths[r]), index.labels[r], float(v)))
+            for v, r in zip(values, rows.tolist())]  # fmt: skip
 
 
 def project_2d(embeddings: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, str]:

@@ -202,18 +202,12 @@ class Visualization:
     maps: torch.Tensor  # [T,g,g] class-token rollout over patches
 
 
-def visualize_video(
-    recognizer: VideoRecognizer,
-    video: str | Path,
-    class_names: list[str],
-    out_dir: str | Path,
-) -> Visualization:
-    """Rollout maps of one video's sampled frames → ``<stem>_attention.png`` (grid) and ``.gif`` in ``out_dir``."""
+def rollout_overlays(
+    recognizer: VideoRecognizer, clip: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """One view [1,T,3,S,S] → (frames uint8 [T,S,S,3], rollout overlays uint8 [T,S,S,3], maps [T,g,g])."""
     from ..data.transforms import build_test_transform
 
-    clip = recognizer.video_tensor(video)[:1]  # first view only: [1,T,3,S,S]
-    probs = recognizer.probabilities(clip, class_names)  # [C]
-    best = int(probs.argmax())
     frames = clip[0].to(recognizer.device)  # [T,3,S,S]
     with torch.autocast(recognizer.device.type, enabled=False):
         rollout, _ = attention_rollout(recognizer.model, frames.float())
@@ -223,6 +217,20 @@ def visualize_video(
     )
     shown = _display_frames(clip[0].cpu(), probe)  # uint8 [T,S,S,3]
     overlays = np.stack([overlay(f, m.numpy()) for f, m in zip(shown, maps)])
+    return shown, overlays, maps
+
+
+def visualize_video(
+    recognizer: VideoRecognizer,
+    video: str | Path,
+    class_names: list[str],
+    out_dir: str | Path,
+) -> Visualization:
+    """Rollout maps of one video's sampled frames → ``<stem>_attention.png`` (grid) and ``.gif`` in ``out_dir``."""
+    clip = recognizer.video_tensor(video)[:1]  # first view only: [1,T,3,S,S]
+    probs = recognizer.probabilities(clip, class_names)  # [C]
+    best = int(probs.argmax())
+    shown, overlays, maps = rollout_overlays(recognizer, clip)
     title = f"{Path(str(video)).name}: {class_names[best]} ({float(probs[best]):.1%})"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
