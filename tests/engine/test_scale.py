@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from vificlip.engine import checkpoint as ckpt
+from vificlip.engine import runs
 from vificlip.engine.config import to_yaml
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -26,7 +27,7 @@ def write_config(cfg, path: Path) -> Path:
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(ckpt.pointer_dir(run_dir) / ckpt.MODEL_FILE))
+    return load_file(str(runs.pointer_dir(run_dir) / ckpt.MODEL_FILE))
 
 
 def vificlip(*args: str) -> list[str]:

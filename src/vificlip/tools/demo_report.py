@@ -12,8 +12,8 @@ import platform
 from pathlib import Path
 
 from ..data.synthetic import ORDER_ONLY_ACTIONS
-from ..engine.logging import read_metrics
 from ..engine.protocols import METHODS, markdown_table
+from ..engine.runs import read_metrics
 from .demo import DemoResult
 
 log = logging.getLogger(__name__)
