@@ -71,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vificlip {args.command}: aborted", file=sys.stderr)
         return 130
     except (VificlipError, OSError) as exc:  # OSError: a missing file, a full disk, a read-only folder …
-        print(f"vificlip {args.command}: error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)  # a run stopped by SIGTERM/SIGINT: 143/130 (engine/train.py)
+        code = getattr(exc, "exit_code", None)  # a run stopped by SIGTERM/SIGINT: 143/130 (engine/train.py)
+        print(f"vificlip {args.command}: {'' if code else 'error: '}{exc}", file=sys.stderr)
+        return code or 2
 
 
 def entry() -> None:

@@ -383,7 +383,7 @@ class Trainer:
     def _stopped(self, path: Path | None) -> None:
         signum = self.stop.signum or signal.SIGTERM
         raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at epoch {self.progress.epoch + 1}, "
-                              f"optimiser step {self.progress.global_step}; saved {path}; continue with "
+                              f"optimiser step {self.progress.global_step}; saved {path or 'a snapshot (rank 0)'}; continue with "
                               "--resume auto", signum)  # fmt: skip
 
     def _save(self, tag: str, result: EvalResult | None, keep: bool = True) -> Path | None:
