@@ -2,10 +2,10 @@
 
     python benchmarks/soak_resume.py [--kills 20] [--seed 0] [--keep DIR]      (or: make soak)
 
-Each cycle starts ``vificlip train CONFIG --resume auto``, waits until it has begun its run (the "training videos"
-log line, so the kill lands in restore, a step, an evaluation or a checkpoint write rather than in Python's
-start-up), sleeps a random 0…X s and sends SIGKILL. X is sized from the uninterrupted run so that the kills spread
-over the whole run and it is still unfinished after the last one. A last ``--resume auto`` finishes the run.
+Cycle i starts ``vificlip train CONFIG --resume auto``, draws a random optimiser step from the i-th twentieth of
+the run, waits until the run has logged it, sleeps a random 0…1.5 step-times and sends SIGKILL: the kills spread
+over the whole run and land at random moments of it (a step, a checkpoint write, an evaluation, the restore after
+a kill), never in Python's start-up. A last ``--resume auto`` finishes the run.
 
 Reports: kills that landed on a live process, restarts that continued the run (from a checkpoint, or from the start
 when the kill came before the first one), and whether the final weights and the logged steps equal the
@@ -61,6 +61,14 @@ def train_steps(run_dir: Path) -> list[int]:
     return [row["step"] for row in runs.read_metrics(run_dir, "train")]
 
 
+def wait_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while (
+        time.monotonic() < deadline and process.poll() is None and max(train_steps(run_dir), default=0) < step
+    ):
+        time.sleep(0.01)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=20)
@@ -85,8 +93,11 @@ def main() -> int:
         return 1
     run_seconds = time.monotonic() - started
     print(f"uninterrupted run: {started - tick:.1f} s start-up, {run_seconds:.1f} s of training")
-    # Mean progress per cycle X/2: 20 cycles cover about 2/3 of the run, so every kill lands mid-run.
-    window = 1.3 * run_seconds / args.kills
+    total_steps = reference.train.epochs * 3  # 6 micro-batches of 2, 2 per optimiser step
+    step_seconds = run_seconds / total_steps
+    slices = [
+        round(i * (total_steps - 2) / args.kills) for i in range(args.kills + 1)
+    ]  # the last 2 steps: spare
 
     soaked = task.config(work / "soaked", OVERRIDES)
     config = work / "soaked.yaml"
@@ -103,7 +114,12 @@ def main() -> int:
                 failures.append(f"cycle {cycle}: exited {process.poll()} before training ({log})")
                 break
             continued += 1
-            time.sleep(rng.uniform(0, window))
+            wait_step(
+                process,
+                soaked.run_dir,
+                rng.randint(slices[cycle - 1], max(slices[cycle] - 1, slices[cycle - 1])),
+            )
+            time.sleep(rng.uniform(0, 1.5 * step_seconds))
             if process.poll() is not None:
                 failures.append(f"cycle {cycle}: the run ended (status {process.returncode}) before the kill")
                 break

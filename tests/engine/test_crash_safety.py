@@ -359,6 +359,15 @@ def test_metrics_are_truncated_to_the_resumed_step(stopped, reference):
     ]
 
 
+def test_rows_of_an_attempt_killed_before_its_first_checkpoint_are_dropped(toy_task, tmp_path, reference):
+    cfg = toy_task.config(tmp_path / "run", OVERRIDES)
+    cfg.run_dir.mkdir()
+    (cfg.run_dir / runs.METRICS_FILE).write_text(json.dumps({"kind": "train", "step": 1, "loss": 9.0}) + "\n")
+    train(cfg, resume="auto")  # nothing to resume: a fresh start
+    assert [row["step"] for row in runs.read_metrics(cfg.run_dir, "train")] == [1, 2, 3, 4, 5, 6]
+    assert_same_weights(weights(cfg.run_dir), reference)
+
+
 # ---- protocol results are never stale -----------------------------------------------------------------------
 def test_a_finished_sub_run_with_another_config_is_refused_or_retrained(toy_task, tmp_path, monkeypatch):
     cfg = toy_task.config(tmp_path / "fs", {"train.epochs": 1})

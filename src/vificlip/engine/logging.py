@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
-from .runs import METRICS_FILE, TENSORBOARD_DIR, write_error
+from .runs import LOG_FILE, METRICS_FILE, RANK_LOG_FILE, TENSORBOARD_DIR, write_error
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -24,7 +24,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def attach_file_logs(run_dir: Path, rank: int) -> list[logging.Handler]:
     """``log.txt`` (rank 0, the run's log) and ``log_rank{r}.txt`` (every rank), appended across resumes."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    names = [f"log_rank{rank}.txt"] + (["log.txt"] if rank == 0 else [])
+    names = [RANK_LOG_FILE.format(rank=rank)] + ([LOG_FILE] if rank == 0 else [])
     handlers: list[logging.Handler] = []
     root = logging.getLogger("vificlip")
     root.setLevel(min(root.getEffectiveLevel(), logging.INFO))

@@ -28,7 +28,15 @@ from .config import ConfigError, RunConfig, config_differences, read_run_config
 from .distributed import current_topology, init_distributed
 from .evaluate import EvalSpec, evaluate_config, wise_interpolate
 from .metrics import EvalResult, harmonic_mean, mean_std
-from .runs import RESULTS_FILE, TABLE_FILE, has_checkpoints, model_file, read_json, read_train_results
+from .runs import (
+    EVALS_DIR,
+    RESULTS_FILE,
+    TABLE_FILE,
+    has_checkpoints,
+    model_file,
+    read_json,
+    read_train_results,
+)
 from .train import train
 
 log = logging.getLogger(__name__)
@@ -153,7 +161,7 @@ def run_zeroshot(train_cfg: RunConfig, targets: dict[str, list[RunConfig]], outp
         scores: dict[str, list[float]] = {key: [] for key in models}
         for i, split_cfg in enumerate(split_cfgs, start=1):
             results = _evaluate_all(
-                split_cfg, models, EvalSpec(f"{_slug(target)}_split{i}"), output_dir / "evals"
+                split_cfg, models, EvalSpec(f"{_slug(target)}_split{i}"), output_dir / EVALS_DIR
             )
             for key, result in results.items():
                 scores[key].append(result.top1)
@@ -205,7 +213,7 @@ def run_base2novel(draws: Sequence[RunConfig], novel: EvalSpec, output_dir: Path
             ("base", EvalSpec(f"draw{i}_base")),
             ("novel", dataclasses.replace(novel, name=f"draw{i}_novel")),
         ):
-            for key, result in _evaluate_all(cfg, models, spec, output_dir / "evals").items():
+            for key, result in _evaluate_all(cfg, models, spec, output_dir / EVALS_DIR).items():
                 per_key.setdefault(key, {"base": [], "novel": []})[half].append(result.top1)
                 runs.append({"draw": i, "half": half, "weights": key, **result.to_json()})
     summary: dict = {}
@@ -250,7 +258,7 @@ def run_fewshot(runs_by_k: dict[int, RunConfig], output_dir: Path, device: str =
     runs, per_key = [], {}
     for k, cfg in sorted(runs_by_k.items()):
         models = _models(cfg, _trained_model(cfg, device, overwrite))
-        for key, result in _evaluate_all(cfg, models, EvalSpec(f"k{k}"), output_dir / "evals").items():
+        for key, result in _evaluate_all(cfg, models, EvalSpec(f"k{k}"), output_dir / EVALS_DIR).items():
             per_key.setdefault(key, {})[k] = result.top1
             runs.append({"shots": k, "weights": key, **result.to_json()})
     first = runs_by_k[min(runs_by_k)]
@@ -299,7 +307,7 @@ def run_supervised(
     results = {"model": done} if (done := _final_of_training(cfg, views)) else {}
     for key, model in models.items():
         if key not in results:
-            results.update(_evaluate_all(cfg, {key: model}, spec, output_dir / "evals"))
+            results.update(_evaluate_all(cfg, {key: model}, spec, output_dir / EVALS_DIR))
     cells = {key: {"Views": views.replace("x", "×"), "Top-1": f"{r.top1:.1f}", "Top-5": f"{r.top5:.1f}"}
              for key, r in results.items()}  # fmt: skip
     runs = [{"weights": key, "views": views, **r.to_json()} for key, r in results.items()]

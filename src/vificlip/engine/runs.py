@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 # ---- names --------------------------------------------------------------------------------------------------
 CONFIG_FILE = "config.yaml"
 LOCK_FILE = ".lock"
+LOG_FILE = "log.txt"  # rank 0's log; every rank also writes RANK_LOG_FILE
+RANK_LOG_FILE = "log_rank{rank}.txt"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 EVALS_DIR = "evals"

@@ -234,8 +234,11 @@ class Trainer:
                  self.steps_per_epoch)  # fmt: skip
         if self.resume_from is not None:
             self._restore(self.resume_from)
-        self.metrics = MetricsWriter(self.run_dir, self.topo.is_main, cfg.output.tensorboard, self.metrics_rows,
-                                     self.progress.global_step + 1 if self.resume_from else None)  # fmt: skip
+        # A fresh start keeps no rows (they belong to an attempt killed before its first checkpoint).
+        resumed = self.resume_from is not None
+        self.metrics = MetricsWriter(self.run_dir, self.topo.is_main, cfg.output.tensorboard,
+                                     self.metrics_rows if resumed else 0,
+                                     self.progress.global_step + 1 if resumed else 0)  # fmt: skip
         for epoch in range(self.progress.epoch, cfg.train.epochs):
             self._train_epoch(epoch, self.progress.micro_step)
             self.progress = dataclasses.replace(self.progress, epoch=epoch + 1, micro_step=0)
@@ -345,7 +348,7 @@ class Trainer:
     # ---- evaluation ---------------------------------------------------------------------------------------
     def _evaluate(self, epoch: int) -> EvalResult:
         result = evaluate_config(self.cfg, self.model, EvalSpec(f"epoch{epoch:03d}"), self.topo.device,
-                                 self.run_dir / "evals")  # fmt: skip
+                                 self.run_dir / runs.EVALS_DIR)  # fmt: skip
         self.last_result = result
         row = {"epoch": epoch, **result.to_json()}
         self.evals.append(row)
@@ -364,14 +367,14 @@ class Trainer:
         if (e.final_num_clips, e.final_num_crops) != (1, 1) or not self.evals:
             spec = EvalSpec(f"final_{e.final_num_clips}x{e.final_num_crops}", num_clips=e.final_num_clips,
                             num_crops=e.final_num_crops)  # fmt: skip
-            final = evaluate_config(cfg, self.model, spec, self.topo.device, self.run_dir / "evals")
+            final = evaluate_config(cfg, self.model, spec, self.topo.device, self.run_dir / runs.EVALS_DIR)
             self.evals.append({"epoch": "final", "views": f"{e.final_num_clips}x{e.final_num_crops}",
                                **final.to_json()})  # fmt: skip
         if e.wise_alpha is not None and cfg.model.checkpoint is not None and cfg.model.variant != "prompt":
             zero_shot = builders.load_weights(cfg.model.checkpoint, cfg.model).to(self.topo.device)
             wise = wise_interpolate(zero_shot, self.model, e.wise_alpha)
             result = evaluate_config(cfg, wise, EvalSpec(f"wise{e.wise_alpha:g}"), self.topo.device,
-                                     self.run_dir / "evals")  # fmt: skip
+                                     self.run_dir / runs.EVALS_DIR)  # fmt: skip
             self.evals.append({"epoch": "wise", "alpha": e.wise_alpha, **result.to_json()})
         return final or self.last_result
 
