@@ -228,6 +228,22 @@ def test_pruning_spares_other_processes_temporaries_and_the_fallback(toy_task, t
     assert names == [".tmp-step_0000009-999999999", "last.json", "step_0000002", "step_0000003"]
 
 
+def test_pruning_never_removes_the_newest_complete_snapshot(toy_task, tmp_path):
+    run_dir = tmp_path / "run"
+    model = load_model(toy_task.checkpoint)
+    for step in (1, 2):
+        ckpt.save_checkpoint(
+            run_dir, model, {"n": step}, f"step_{step:07d}", {"last": {"step": step}}, keep=False
+        )
+    damaged = runs.checkpoint_root(run_dir) / "step_0000002" / runs.MODEL_FILE
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    ckpt.prune(run_dir)  # step 1 is now the newest complete one: it stays, and so does the damaged evidence
+    assert (runs.checkpoint_root(run_dir) / "step_0000001").is_dir() and damaged.is_file()
+    ckpt.save_checkpoint(run_dir, model, {"n": 3}, "step_0000003", {"last": {"step": 3}}, keep=False)
+    names = sorted(p.name for p in runs.checkpoint_root(run_dir).iterdir() if p.is_dir())
+    assert names == ["step_0000001", "step_0000003"]  # the damaged one went; step 1 is the fallback
+
+
 # ---- one writer ---------------------------------------------------------------------------------------------
 def hold_lock(run_dir) -> subprocess.Popen:
     code = ("import sys, time; from vificlip.engine.runs import RunLock; RunLock(sys.argv[1]).acquire(); "

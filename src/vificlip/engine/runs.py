@@ -337,11 +337,14 @@ class RunLock:
                                  "training needs a writable --output") from None  # fmt: skip
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = self._holder(fd)
             os.close(fd)
             raise RunLockedError(f"{self.run_dir} is being written by another process ({holder}); wait for it "
                                  "to finish, stop it, or choose another --output") from None  # fmt: skip
+        except OSError as exc:  # e.g. ENOLCK on a file system without flock: run, but say what is unguarded
+            log.warning("%s: cannot lock (%s); nothing stops a second writer on this folder", self.path,
+                        describe_os_error(exc))  # fmt: skip
         os.ftruncate(fd, 0)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
         os.write(fd, (json.dumps(info) + "\n").encode())
