@@ -124,6 +124,13 @@ def test_resume_finds_the_newest_snapshot_whatever_the_pointer_says(stopped, ref
     with pytest.raises(ResumeError, match="already holds checkpoints.*--overwrite"):
         train(stopped)  # a fresh start over checkpoints is refused
     train(stopped, resume="auto")
+    said = {
+        "deleted": "",
+        "garbage": "unreadable pointer",
+        "empty": "unreadable pointer",
+        "dangling": "last.json names step_0009999 (missing), the newest complete checkpoint is step_0000005",
+    }
+    assert said[damage] in caplog.text  # says so
     assert "resumed" in caplog.text and "step_0000005" in caplog.text
     assert_same_weights(weights(stopped.run_dir), reference)
 

@@ -221,8 +221,12 @@ def latest_checkpoint(run_dir: Path, resumable: bool = False, checksum: bool = F
                         "s" if len(skipped) > 1 else "", "; ".join(skipped), snap.path.name)  # fmt: skip
         hint = read_pointer(run_dir)
         if hint is not None and hint["dir"] != snap.path.name and not skipped:
-            log.info("%s: last.json names %s, the newest complete checkpoint is %s; using it",
-                     checkpoint_root(run_dir), hint["dir"], snap.path.name)  # fmt: skip
+            named = checkpoint_root(run_dir) / hint["dir"]
+            # An older name is the normal trace of a crash between rename and pointer switch; a missing one is not.
+            log.log(logging.INFO if named.is_dir() else logging.WARNING,
+                    "%s: last.json names %s%s, the newest complete checkpoint is %s; using it",
+                    checkpoint_root(run_dir), hint["dir"], "" if named.is_dir() else " (missing)",
+                    snap.path.name)  # fmt: skip
         return snap.path
     legacy = pointer_dir(run_dir)
     if legacy is not None and (legacy / MODEL_FILE).is_file() and read_snapshot(legacy) is None:
