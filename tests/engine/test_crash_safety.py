@@ -276,8 +276,11 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holder_does_not
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+    leftover = runs.checkpoint_root(stopped.run_dir) / f".tmp-step_0000006-{holder.pid}"
+    leftover.mkdir()  # what a writer killed mid-save leaves behind
     train(stopped, resume="auto")  # the kernel dropped the dead holder's lock: a stale lock does not block
     assert_same_weights(weights(stopped.run_dir), reference)
+    assert not leftover.exists()  # holding the lock, the new writer knows no other writer is alive
 
 
 # ---- never save a poisoned model ----------------------------------------------------------------------------
