@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/vificlip benchmark
 	$(BIN)/vificlip benchmark serve
+
+# 20 SIGKILLs at random moments of a tiny run, --resume auto after each; must end with the uninterrupted weights.
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak_resume.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

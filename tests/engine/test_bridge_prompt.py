@@ -11,9 +11,9 @@ import torch
 
 from vificlip.data.writer import write_video
 from vificlip.engine.builders import build_model
-from vificlip.engine.checkpoint import MODEL_FILE, pointer_dir
 from vificlip.engine.config import RunConfig, config_from_dict
 from vificlip.engine.protocols import run_protocol
+from vificlip.engine.runs import MODEL_FILE, pointer_dir
 from vificlip.engine.train import train
 from vificlip.model import ClipArch, ViFiCLIP
 from vificlip.model.loading import load_model, save_model

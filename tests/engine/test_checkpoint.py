@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vificlip.engine import checkpoint as ckpt
+from vificlip.engine import runs
 from vificlip.engine.checkpoint import CheckpointNotFoundError
 from vificlip.engine.distributed import Topology
 from vificlip.engine.train import Trainer, train
@@ -20,9 +21,8 @@ def test_crash_while_writing_keeps_the_previous_checkpoint_loadable(toy_task, tm
     )
     expected = {k: v.clone() for k, v in model.state_dict().items()}
 
-    def crash(obj, path, *args, **kwargs):  # the weights are written, then the process dies mid state.pt
-        with open(path, "wb") as handle:
-            handle.write(b"half a file")
+    def crash(obj, handle, *args, **kwargs):  # the weights are written, then the process dies mid state.pt
+        handle.write(b"half a file")
         raise KeyboardInterrupt("killed while writing")
 
     with torch.no_grad():
@@ -33,15 +33,16 @@ def test_crash_while_writing_keeps_the_previous_checkpoint_loadable(toy_task, tm
             cfg.run_dir, model, {"progress": {"step": 2}}, "step_0000002", {"last": {"step": 2}}
         )
     monkeypatch.undo()
-    assert ckpt.pointer_dir(cfg.run_dir) == first
+    assert runs.pointer_dir(cfg.run_dir) == first
     assert ckpt.load_training_state(first) == {"progress": {"step": 1}}
     for key, value in load_model(first / ckpt.MODEL_FILE).state_dict().items():
         assert torch.equal(value, expected[key]), key
-    assert not (ckpt.checkpoint_root(cfg.run_dir) / "step_0000002").exists()
-    # The next successful save cleans up and moves the pointer.
+    assert not (runs.checkpoint_root(cfg.run_dir) / "step_0000002").exists()
+    # The next successful save cleans up and moves the pointer; the previous snapshot stays as the fallback.
     ckpt.save_checkpoint(cfg.run_dir, model, {"progress": {"step": 2}}, "step_0000002", {"last": {"step": 2}})
-    assert sorted(p.name for p in ckpt.checkpoint_root(cfg.run_dir).iterdir()) == [
+    assert sorted(p.name for p in runs.checkpoint_root(cfg.run_dir).iterdir()) == [
         "last.json",
+        "step_0000001",
         "step_0000002",
     ]
 
@@ -49,13 +50,13 @@ def test_crash_while_writing_keeps_the_previous_checkpoint_loadable(toy_task, tm
 def test_find_checkpoint_accepts_run_folder_checkpoints_folder_pointer_and_dir(toy_task, tmp_path):
     cfg = toy_task.config(tmp_path / "run", {"train.epochs": 1, "data.val_list": None})
     train(cfg)
-    last = ckpt.pointer_dir(cfg.run_dir)
-    root = ckpt.checkpoint_root(cfg.run_dir)
+    last = runs.pointer_dir(cfg.run_dir)
+    root = runs.checkpoint_root(cfg.run_dir)
     for given in (cfg.run_dir, root, root / "last.json", last):
-        assert ckpt.find_checkpoint_dir(given) == last
-    assert ckpt.model_file(cfg.run_dir) == last / ckpt.MODEL_FILE
+        assert runs.find_checkpoint_dir(given) == last
+    assert runs.model_file(cfg.run_dir) == last / ckpt.MODEL_FILE
     with pytest.raises(CheckpointNotFoundError):
-        ckpt.find_checkpoint_dir(tmp_path)
+        runs.find_checkpoint_dir(tmp_path)
 
 
 def test_resume_restores_optimizer_schedule_progress_and_rng(toy_task, tmp_path):
@@ -63,7 +64,7 @@ def test_resume_restores_optimizer_schedule_progress_and_rng(toy_task, tmp_path)
         tmp_path / "run", {"train.epochs": 2, "data.val_list": None, "train.save_every_steps": 2}
     )
     done = train(cfg)
-    state = ckpt.load_training_state(ckpt.pointer_dir(cfg.run_dir))
+    state = ckpt.load_training_state(runs.pointer_dir(cfg.run_dir))
     assert state["progress"]["epoch"] == 2 and state["progress"]["global_step"] == 6
     longer = toy_task.config(tmp_path / "run", {"train.epochs": 2, "data.val_list": None, "train.save_every_steps": 2,
                                                 "data.num_workers": 0})  # fmt: skip
@@ -89,8 +90,8 @@ def test_init_from_loads_weights_only_and_starts_at_step_zero(toy_task, tmp_path
     with pytest.raises(
         CheckpointNotFoundError, match="weights only"
     ):  # a weights-only snapshot cannot resume
-        (ckpt.pointer_dir(first.run_dir) / ckpt.STATE_FILE).unlink()
-        Trainer(first, Topology(), resume=str(first.run_dir))._restore(ckpt.pointer_dir(first.run_dir))
+        (runs.pointer_dir(first.run_dir) / ckpt.STATE_FILE).unlink()
+        Trainer(first, Topology(), resume=str(first.run_dir))._restore(runs.pointer_dir(first.run_dir))
 
 
 def test_kept_snapshots_follow_keep_every_and_best_survives(toy_task, tmp_path):
@@ -98,9 +99,15 @@ def test_kept_snapshots_follow_keep_every_and_best_survives(toy_task, tmp_path):
         tmp_path / "run", {"train.epochs": 4, "output.keep_every": 2}
     )  # evaluates every epoch
     result = train(cfg)
-    root = ckpt.checkpoint_root(cfg.run_dir)
-    best = ckpt.read_pointer(cfg.run_dir, "best")
+    root = runs.checkpoint_root(cfg.run_dir)
+    best = runs.read_pointer(cfg.run_dir, "best")
     assert best["top1"] == max(e["top1"] for e in result.evals)
-    # Kept: every 2nd epoch and the last, plus whichever folder `best` names; superseded step_ folders are gone.
-    assert {p.name for p in root.iterdir() if p.is_dir()} == {"epoch_001", "epoch_003", best["dir"]}
-    assert [p.parent.name for p in root.glob("*/state.pt")] == ["epoch_003"]  # only `last` can resume
+    # Kept: every 2nd epoch and the last, whichever folder `best` names, and the previous snapshot as the
+    # fallback should the newest be damaged; other superseded epoch ends are gone.
+    assert {p.name for p in root.iterdir() if p.is_dir()} == {
+        "epoch_001",
+        "epoch_002",
+        "epoch_003",
+        best["dir"],
+    }
+    assert sorted(p.parent.name for p in root.glob("*/state.pt")) == ["epoch_002", "epoch_003"]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vificlip.engine.config import OptimConfig
-from vificlip.engine.logging import read_metrics
 from vificlip.engine.optim import LRSchedule, build_optimizer, optimizer_step_indices
+from vificlip.engine.runs import read_metrics
 from vificlip.engine.train import train
 from vificlip.model import ViFiCLIP
 

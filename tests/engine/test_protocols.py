@@ -22,7 +22,9 @@ def fake_result(top1: float) -> EvalResult:
 def scripted(monkeypatch, toy_task):
     """No training; evaluation returns the scripted top-1 for each evaluation name."""
     scores: dict[str, float] = {}
-    monkeypatch.setattr(protocols, "_trained_model", lambda cfg, device: load_model(toy_task.checkpoint))
+    monkeypatch.setattr(
+        protocols, "_trained_model", lambda cfg, device, overwrite=False: load_model(toy_task.checkpoint)
+    )
     monkeypatch.setattr(
         protocols, "evaluate_config", lambda cfg, model, spec, device, out: fake_result(scores[spec.name])
     )

@@ -7,10 +7,11 @@ import torch
 
 from vificlip.data.annotations import AnnotationError
 from vificlip.engine import checkpoint as ckpt
+from vificlip.engine import runs
 from vificlip.engine import train as train_module
 from vificlip.engine.builders import build_model
 from vificlip.engine.config import ConfigError, ModelConfig
-from vificlip.engine.logging import read_metrics
+from vificlip.engine.runs import read_metrics
 from vificlip.engine.train import NonFiniteLossError, ResumeError, train
 from vificlip.errors import VificlipError
 from vificlip.model import ClipArch, ViFiCLIP
@@ -29,10 +30,10 @@ def test_toy_task_loss_goes_down_and_accuracy_is_well_above_chance(toy_task, tmp
     for name in ("config.yaml", "log.txt", "log_rank0.txt", "metrics.jsonl", "train_results.json",
                  "evals/eval_epoch004.json", "evals/confusion_epoch004.csv"):  # fmt: skip
         assert (cfg.run_dir / name).is_file(), name
-    last = ckpt.pointer_dir(cfg.run_dir)
+    last = runs.pointer_dir(cfg.run_dir)
     assert last.name == "epoch_004" and (last / "state.pt").is_file()
     assert not (
-        ckpt.checkpoint_root(cfg.run_dir) / "epoch_000" / "state.pt"
+        runs.checkpoint_root(cfg.run_dir) / "epoch_000" / "state.pt"
     ).exists()  # old snapshot: weights only
     reloaded = load_model(last / "model.safetensors")
     for a, b in zip(reloaded.state_dict().values(), result.model.state_dict().values(), strict=True):
@@ -54,12 +55,12 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(toy_tas
     monkeypatch.setattr(train_module, "soft_target_cross_entropy", loss_that_explodes)
     with pytest.raises(NonFiniteLossError, match="optimiser step 5"):
         train(cfg)
-    pointer = ckpt.read_pointer(cfg.run_dir)
+    pointer = runs.read_pointer(cfg.run_dir)
     assert (
         pointer["step"] == 4
-        and ckpt.load_training_state(ckpt.pointer_dir(cfg.run_dir))["progress"]["global_step"] == 4
+        and ckpt.load_training_state(runs.pointer_dir(cfg.run_dir))["progress"]["global_step"] == 4
     )
-    weights = load_model(ckpt.pointer_dir(cfg.run_dir) / "model.safetensors").state_dict()
+    weights = load_model(runs.pointer_dir(cfg.run_dir) / "model.safetensors").state_dict()
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
 
@@ -119,7 +120,7 @@ def test_bridge_and_prompt_trains_only_prompts_from_an_init_from_model(toy_task,
     assert model.num_trainable_parameters() == 2 * 2 * 64 + 2 * 2 * 64  # depth × n × width, both towers
     for key, value in model.clip.state_dict().items():  # the bridged CLIP is the init-from model, untouched
         assert torch.equal(value, base.clip.state_dict()[key]), key
-    reloaded = load_model(ckpt.pointer_dir(cfg.run_dir) / "model.safetensors")
+    reloaded = load_model(runs.pointer_dir(cfg.run_dir) / "model.safetensors")
     assert sum(p.numel() for p in reloaded.prompts.parameters()) == 512
 
 

@@ -1,7 +1,8 @@
 """`vificlip` command line: one module per command group, each with ``register(subparsers)``.
 
 Each command module parses its arguments and calls one function of tools/ or engine/. Bad input surfaces as a
-:class:`~vificlip.errors.VificlipError` (or a missing file) and is printed as one line with exit status 2.
+:class:`~vificlip.errors.VificlipError` (or an OS error: missing file, full disk, read-only folder) and is printed
+as one line with exit status 2; a training run stopped by SIGTERM/SIGINT exits 143/130, a second Ctrl-C 130.
 """
 
 from __future__ import annotations
@@ -68,9 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python's exit flush quiet
         return 0
-    except (VificlipError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"vificlip {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one anywhere else
+        print(f"vificlip {args.command}: aborted", file=sys.stderr)
+        return 130
+    except (VificlipError, OSError) as exc:  # OSError: a missing file, a full disk, a read-only folder …
+        code = getattr(exc, "exit_code", None)  # a run stopped by SIGTERM/SIGINT: 143/130 (engine/train.py)
+        print(f"vificlip {args.command}: {'' if code else 'error: '}{exc}", file=sys.stderr)
+        return code or 2
 
 
 def entry() -> None:

@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--output", help="protocol folder (default runs/<preset name>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain sub-runs made with another config (default: refuse, naming the keys)")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run_protocol_command)
 
@@ -81,7 +83,8 @@ def run_protocol_command(args: argparse.Namespace) -> int:
             raise VificlipError(
                 f"--shots {args.shots!r}: expected comma-separated integers, e.g. 2,4,8,16"
             ) from None
-    result = run_protocol(args.protocol, cfg, shots=shots, checkpoint=args.checkpoint, device=args.device)
+    result = run_protocol(args.protocol, cfg, shots=shots, checkpoint=args.checkpoint, device=args.device,
+                          overwrite=args.overwrite)  # fmt: skip
     print(markdown_table([result]))
     return 0
 

@@ -1,4 +1,8 @@
-"""`vificlip train` and `vificlip eval`: one run from a preset or YAML config, with dotted overrides."""
+"""`vificlip train` and `vificlip eval`: one run from a preset or YAML config, with dotted overrides.
+
+`train` exits 0 when done, 2 on bad input or an unwritable folder, 143 after SIGTERM and 130 after Ctrl-C (a
+resumable checkpoint was saved: continue with --resume auto).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_arguments(p)
     p.add_argument("--resume", metavar="auto|PATH",
                    help="continue an interrupted run exactly (weights, optimiser, scheduler, RNG, position); "
-                        "auto = this run folder's last checkpoint if any")  # fmt: skip
+                        "auto = this run folder's newest complete checkpoint if any")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run folder that holds checkpoints (removes them, metrics and evals)")  # fmt: skip
     p.add_argument("--init-from", metavar="PATH",
                    help="start a NEW run from these weights only (e.g. a K400 ViFi-CLIP for prompting)")  # fmt: skip
     p.set_defaults(func=run_train)
@@ -60,7 +66,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.resume and args.init_from:
         raise VificlipError("--resume continues a run and --init-from starts a new one; give only one")
-    result = train(load_run_config(args), resume=args.resume, init_from=args.init_from, device=args.device)
+    result = train(load_run_config(args), resume=args.resume, init_from=args.init_from, device=args.device,
+                   overwrite=args.overwrite)  # fmt: skip
     if result.final is not None:
         print(f"{result.run_dir}: {result.final.summary()}")
     return 0

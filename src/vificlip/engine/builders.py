@@ -24,8 +24,8 @@ from ..model.backbone import ArchitectureError, ClipArch, arch_by_name, build_cl
 from ..model.loading import load_model
 from ..model.vificlip import ViFiCLIP
 from ..model.zoo import resolve_checkpoint
-from .checkpoint import model_file
 from .config import ConfigError, DataConfig, ModelConfig
+from .runs import model_file
 
 log = logging.getLogger(__name__)
 

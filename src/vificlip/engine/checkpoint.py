@@ -1,16 +1,17 @@
-"""Run checkpoints: weights as safetensors, training state beside them, written so that a crash never breaks one.
+"""Run checkpoints: weights as safetensors, training state beside them, written so that no crash loses work.
 
-Layout of ``<run>/checkpoints/``::
+Names and readers live in :mod:`.runs` (the run-folder contract); this module writes. One save, in this order:
 
-    epoch_010/            kept snapshot at an evaluation epoch (weights; training state while it is `last`)
-    step_0001234/         mid-epoch or non-evaluation refresh of `last` (deleted once superseded)
-        model.safetensors   vificlip.model.loading.save_model (loadable by every command)
-        state.pt            optimizer, scheduler, scaler, progress, RNG of every rank (torch.save, plain data)
-    last.json, best.json  pointers {"dir", "epoch", "step", "top1"}, replaced atomically
+1. fill ``checkpoints/.tmp-<tag>-<pid>/``: ``model.safetensors``, ``state.pt`` (optimizer, scheduler, scaler,
+   progress, RNG of every rank), fsync each, then ``manifest.json`` (sizes, sha256, save order) and the folder;
+2. rename it to ``<tag>`` (a complete snapshot that already has the name is never moved away first: the new one
+   takes ``<tag>-1``); fsync ``checkpoints/``;
+3. replace ``last.json`` (and ``best.json``) atomically: a hint; resume trusts the manifests;
+4. prune: superseded snapshots go, kept epochs keep weights only, the two newest resumable snapshots keep their
+   training state (the older one is the fallback when the newest is damaged), and nothing of another process.
 
-A checkpoint folder is filled under a temporary name and renamed into place; only then is the pointer replaced
-(temp file + ``os.replace``). A crash at any moment leaves ``last.json`` naming a complete folder. Resume
-(``--resume``) restores everything; ``--init-from`` reads weights only; the two never mix (quirk 25).
+Weights that are not finite are never saved. A kill at any moment leaves the previous snapshot complete and
+found; OS errors (disk full, read-only) become one :class:`~vificlip.engine.runs.RunFolderError` naming the path.
 """
 
 from __future__ import annotations
@@ -21,26 +22,37 @@ import logging
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, fsync_dir
 from ..errors import VificlipError
 from ..model.loading import save_model
+from . import runs
+from .runs import MODEL_FILE, STATE_FILE, CheckpointNotFoundError, RunFolderError
+
+# The readers' old home (they live in runs.py now): `checkpoint.model_file` and the like keep working.
+from .runs import checkpoint_root as checkpoint_root
+from .runs import find_checkpoint_dir as find_checkpoint_dir
+from .runs import model_file as model_file
+from .runs import pointer_dir as pointer_dir
+from .runs import read_pointer as read_pointer
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
-MODEL_FILE = "model.safetensors"
-STATE_FILE = "state.pt"
-POINTERS = ("last", "best")
+KEEP_RESUMABLE = 2  # snapshots that keep state.pt: the newest, and the one to fall back to if it is damaged
+
+# Fault injection for tests: called with "written" (temp folder complete), "renamed" (snapshot in place, pointer
+# not yet switched) and "pointed" (pointer switched, not yet pruned).
+fault_hook: Callable[[str], None] = lambda stage: None  # noqa: E731
 
 
-class CheckpointNotFoundError(VificlipError, FileNotFoundError):
-    """No usable checkpoint where one was asked for."""
+class NonFiniteWeightsError(VificlipError, FloatingPointError):
+    """The weights hold NaN or infinity; the snapshot is not written and the last good one is kept."""
 
 
 @dataclasses.dataclass
@@ -88,96 +100,115 @@ def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-# ---- paths --------------------------------------------------------------------------------------------------
-def checkpoint_root(run_dir: Path) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR
-
-
-def read_pointer(run_dir: Path, name: str = "last") -> dict | None:
-    path = checkpoint_root(run_dir) / f"{name}.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def pointer_dir(run_dir: Path, name: str = "last") -> Path | None:
-    pointer = read_pointer(run_dir, name)
-    return None if pointer is None else checkpoint_root(run_dir) / pointer["dir"]
-
-
-def find_checkpoint_dir(path: str | Path) -> Path:
-    """A run folder (→ its `last`), a ``checkpoints`` folder, a pointer file or a checkpoint folder."""
-    path = Path(path).expanduser()
-    if path.is_file() and path.suffix == ".json":
-        return path.parent / json.loads(path.read_text(encoding="utf-8"))["dir"]
-    if (path / MODEL_FILE).is_file():
-        return path
-    for run_dir in [path] + ([path.parent] if path.name == CHECKPOINT_DIR else []):
-        found = pointer_dir(run_dir)
-        if found is not None:
-            return found
-    raise CheckpointNotFoundError(f"{path}: no checkpoint there (expected a run folder with "
-                                  f"{CHECKPOINT_DIR}/last.json or a folder with {MODEL_FILE})")  # fmt: skip
-
-
-def model_file(path: str | Path) -> Path:
-    """The weights file to load for ``path``: a run/checkpoint folder resolves to its model.safetensors."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        try:
-            return find_checkpoint_dir(path) / MODEL_FILE
-        except CheckpointNotFoundError:
-            return path  # maybe a Hugging Face folder; the model loader decides
-    return path
-
-
 # ---- saving -------------------------------------------------------------------------------------------------
+def nonfinite_tensors(model: torch.nn.Module) -> list[str]:
+    """Names of floating-point parameters and buffers holding NaN or infinity."""
+    return [name for name, value in model.state_dict().items()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())]  # fmt: skip
+
+
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, training_state: dict[str, Any], tag: str,
-                    pointers: dict[str, dict]) -> Path:  # fmt: skip
-    """Write ``checkpoints/<tag>`` atomically, then point ``last``/``best`` at it (rank 0 only).
+                    pointers: dict[str, dict], keep: bool = True) -> Path:  # fmt: skip
+    """Write ``checkpoints/<tag>`` completely, then point ``last``/``best`` at it, then prune (rank 0 only).
 
     Args:
         training_state: optimizer/scheduler/scaler/progress/rng for ``state.pt``; empty for weights-only.
-        pointers: e.g. ``{"last": {"epoch": 3, "step": 120}}``; the folder name is added to each.
+        pointers: e.g. ``{"last": {"epoch": 3, "step": 120}}``; the folder name is added to each. The ``last``
+            entry is also the snapshot's progress in its manifest.
+        keep: keep the weights once superseded (an evaluation epoch); False: delete them then.
     """
-    root = checkpoint_root(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / tag
+    root = runs.checkpoint_root(run_dir)
+    bad = nonfinite_tensors(model)
+    if bad:
+        kept = runs.latest_checkpoint(run_dir)
+        raise NonFiniteWeightsError(f"weights are not finite ({', '.join(bad[:3])}{' …' if len(bad) > 3 else ''}) "
+                                    f"at {tag}; not saved, the last good checkpoint {kept or '(none)'} is kept")  # fmt: skip
     tmp = root / f".tmp-{tag}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         save_model(model, tmp / MODEL_FILE)
         if training_state:
-            torch.save(training_state, tmp / STATE_FILE)
-        if final.exists():  # the same step saved again after a crash between rename and pointer update
-            trash = root / f".trash-{tag}-{os.getpid()}"
-            os.replace(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, final)
-    except BaseException:
+            with open(tmp / STATE_FILE, "wb") as handle:  # a Python file: a full disk raises OSError(ENOSPC)
+                torch.save(training_state, handle)
+        for path in tmp.iterdir():
+            with open(path, "rb+") as handle:
+                os.fsync(handle.fileno())
+        seq = max((s.seq for s in runs.snapshots(run_dir)), default=0) + 1
+        info = {**pointers.get("last", {}), "keep": keep}
+        atomic_write_text(tmp / runs.MANIFEST_FILE, json_text(runs.manifest(tmp, seq, info)), durable=True)
+        fsync_dir(tmp)
+        fault_hook("written")
+        final = _place(root, tag, tmp)
+        fsync_dir(root)
+    except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for name, info in pointers.items():
-        atomic_write_text(root / f"{name}.json", json.dumps({"dir": tag, **info}, indent=1) + "\n")
+        if isinstance(exc, VificlipError):
+            raise
+        raise runs.write_error(tmp.parent / tag, exc, "write the checkpoint") from exc
+    fault_hook("renamed")
+    try:
+        for name, pointer in pointers.items():
+            atomic_write_text(runs.pointer_path(run_dir, name), json_text({"dir": final.name, **pointer}),
+                              durable=True)  # fmt: skip
+    except OSError as exc:
+        raise runs.write_error(runs.pointer_path(run_dir, "last"), exc) from exc
+    fault_hook("pointed")
     prune(run_dir)
     return final
 
 
+def json_text(data: Any) -> str:
+    return json.dumps(data, indent=1) + "\n"
+
+
+def _place(root: Path, tag: str, tmp: Path) -> Path:
+    """Rename the filled temp folder to ``tag``; never move a complete snapshot away before its successor is in."""
+    final = root / tag
+    if final.exists():
+        existing = runs.read_snapshot(final)
+        if existing is not None and existing.problem() is None:
+            n = 1
+            while (root / f"{tag}-{n}").exists():
+                n += 1
+            final = root / f"{tag}-{n}"
+        else:  # damaged or incomplete: nothing to lose
+            trash = root / f".trash-{tag}-{os.getpid()}"
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
 def prune(run_dir: Path) -> None:
-    """Delete superseded ``step_*`` folders and leftovers; snapshots that are not `last` keep weights only."""
-    root = checkpoint_root(run_dir)
-    keep = {p["dir"] for name in POINTERS if (p := read_pointer(run_dir, name)) is not None}
-    last = read_pointer(run_dir, "last")
-    for entry in root.iterdir():
-        if entry.name.startswith((".tmp-", ".trash-")) or (
-            entry.name.startswith("step_") and entry.name not in keep
-        ):
+    """Delete superseded snapshots; kept ones lose their training state; never the newest complete one.
+
+    Untouched: the newest complete snapshot and the one before it that can resume (both keep ``state.pt``), kept
+    epochs and ``best`` (weights only), damaged snapshots newer than the newest complete one, folders without
+    a manifest, and temporary folders of other processes.
+    """
+    root = runs.checkpoint_root(run_dir)
+    snaps = runs.snapshots(run_dir)
+    complete = [s for s in snaps if s.problem() is None]
+    if complete:
+        newest = complete[-1]
+        resumable = {s.path for s in [s for s in complete if s.resumable][-KEEP_RESUMABLE:]} | {newest.path}
+        best = runs.pointer_dir(run_dir, "best")
+        for snap in snaps:
+            if snap.path in resumable or snap.seq > newest.seq:
+                continue
+            if snap.info.get("keep", True) or snap.path == best:
+                (snap.path / STATE_FILE).unlink(
+                    missing_ok=True
+                )  # an old snapshot's AdamW state is 2× its weights
+            else:
+                shutil.rmtree(snap.path, ignore_errors=True)
+    own = f"-{os.getpid()}"
+    for entry in root.iterdir() if root.is_dir() else ():
+        if entry.name.startswith(runs.TEMP_PREFIXES) and entry.name.endswith(own):
             shutil.rmtree(entry, ignore_errors=True)
-        elif entry.is_dir() and (last is None or entry.name != last["dir"]):
-            (entry / STATE_FILE).unlink(missing_ok=True)  # an old snapshot's AdamW state is 2× its weights
 
 
 # ---- loading ------------------------------------------------------------------------------------------------
@@ -186,11 +217,29 @@ def load_training_state(checkpoint_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointNotFoundError(f"{checkpoint_dir}: no {STATE_FILE}; this snapshot holds weights only "
                                       "(use --init-from to start a new run from it)")  # fmt: skip
-    return torch.load(path, map_location="cpu", weights_only=True)
+    snap = runs.read_snapshot(checkpoint_dir)
+    problem = snap.problem(checksum=True) if snap is not None else None
+    if problem is not None:
+        raise RunFolderError(f"{checkpoint_dir}: damaged checkpoint: {problem}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, unpickling error, I/O error
+        raise RunFolderError(f"{path}: unreadable training state, truncated or corrupt "
+                             f"({runs.describe_os_error(exc).splitlines()[0][:200]})") from exc  # fmt: skip
 
 
 def resume_dir(run_dir: Path, resume: str) -> Path | None:
-    """``auto``: the run's `last` if any (else None, a fresh start); otherwise the given folder."""
-    if resume == "auto":
-        return pointer_dir(run_dir)
-    return find_checkpoint_dir(resume)
+    """``auto``: the run's newest complete resumable snapshot (None for an empty folder); else the given one."""
+    path = Path(run_dir if resume == "auto" else resume).expanduser()
+    if resume != "auto" and (path / MODEL_FILE).is_file():
+        return path
+    found = runs.latest_checkpoint(path, resumable=True, checksum=True) if path.is_dir() else None
+    if found is not None or (resume == "auto" and not runs.has_checkpoints(path)):
+        return found
+    weights = runs.latest_checkpoint(path) if path.is_dir() else None
+    if weights is not None:
+        reason = f"its newest complete checkpoint {weights} holds weights only (no {STATE_FILE})"
+    else:
+        reason = f"no complete checkpoint there (expected a run folder or a snapshot with {MODEL_FILE} and {STATE_FILE})"
+    raise CheckpointNotFoundError(f"--resume {resume}: {reason}; --init-from SNAPSHOT starts a new run from its "
+                                  "weights" + (", --overwrite starts this run over" if resume == "auto" else ""))  # fmt: skip

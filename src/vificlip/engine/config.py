@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import types
 import typing
 from pathlib import Path
@@ -19,11 +20,11 @@ import yaml
 
 from ..atomic import atomic_write_text
 from ..errors import VificlipError
+from .runs import CONFIG_FILE
 
 log = logging.getLogger(__name__)
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
-CONFIG_FILE = "config.yaml"
 
 
 class ConfigError(VificlipError, ValueError):
@@ -367,6 +368,7 @@ def get_key(cfg: Any, dotted: str) -> Any:
 
 def validate(cfg: RunConfig) -> None:
     """Range and choice checks that types cannot express; each error names the dotted key and the bad value."""
+    check_finite(cfg)
     for key, allowed in CHOICES.items():
         if get_key(cfg, key) not in allowed:
             raise ConfigError(f"{key}: {get_key(cfg, key)!r} is not one of {', '.join(map(str, allowed))}")
@@ -397,6 +399,18 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"model.prompts: the prompt variant needs n_text ≥ 1 and depth_text ≥ 1, got {p}")
     if any(k < 1 for k in cfg.protocol.shots):
         raise ConfigError(f"protocol.shots: every K must be ≥ 1, got {cfg.protocol.shots}")
+
+
+def check_finite(node: Any, prefix: str = "") -> None:
+    """Every number in the config is finite: inf and nan slip through range checks and poison the weights."""
+    for field in dataclasses.fields(node):
+        key, value = prefix + field.name, getattr(node, field.name)
+        if dataclasses.is_dataclass(value):
+            check_finite(value, key + ".")
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
 
 
 def total_batch(cfg: RunConfig, world_size: int) -> int:

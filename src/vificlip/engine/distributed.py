@@ -92,13 +92,17 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
-def all_reduce_max(value: float, device: torch.device) -> float:
-    """The largest value over ranks (e.g. a non-finite loss on any rank stops every rank)."""
+def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:
+    """Element-wise sums over ranks in one collective (the values themselves without a process group).
+
+    The trainer sends (loss, non-finite flag, stop flag) every micro-step: every rank sees the same totals, so
+    all stop together at a NaN or a signal, and the logged loss is the mean over ranks.
+    """
     if not (dist.is_available() and dist.is_initialized()):
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return float(tensor.item())
+        return [float(v) for v in values]
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
 
 
 def shard_indices(num_items: int, rank: int, world_size: int) -> list[int]:

@@ -26,6 +26,7 @@ from .config import RunConfig
 from .distributed import all_gather_objects, current_topology, shard_indices
 from .logging import progress_bar
 from .metrics import EvalResult, compute_metrics, top_k, view_scores
+from .runs import EVALS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def run_eval(cfg: RunConfig, checkpoint: str | None = None, views: tuple[int, in
     )
     model = builders.build_model(model_cfg).to(topo.device)
     clips, crops = views or (cfg.eval.num_clips, cfg.eval.num_crops)
-    out_dir, name = cfg.run_dir / "evals", f"{clips}x{crops}"
+    out_dir, name = cfg.run_dir / EVALS_DIR, f"{clips}x{crops}"
     spec = EvalSpec(name, num_clips=clips, num_crops=crops)
     results = {"model": evaluate_config(cfg, model, spec, topo.device, out_dir)}
     alpha = wise_alpha if wise_alpha is not None else cfg.eval.wise_alpha

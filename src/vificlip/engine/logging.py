@@ -15,14 +15,16 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ..atomic import atomic_write_text
+from .runs import LOG_FILE, METRICS_FILE, RANK_LOG_FILE, TENSORBOARD_DIR, write_error
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-METRICS_FILE = "metrics.jsonl"
 
 
 def attach_file_logs(run_dir: Path, rank: int) -> list[logging.Handler]:
     """``log.txt`` (rank 0, the run's log) and ``log_rank{r}.txt`` (every rank), appended across resumes."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    names = [f"log_rank{rank}.txt"] + (["log.txt"] if rank == 0 else [])
+    names = [RANK_LOG_FILE.format(rank=rank)] + ([LOG_FILE] if rank == 0 else [])
     handlers: list[logging.Handler] = []
     root = logging.getLogger("vificlip")
     root.setLevel(min(root.getEffectiveLevel(), logging.INFO))
@@ -42,26 +44,49 @@ def detach_file_logs(handlers: list[logging.Handler]) -> None:
 
 
 class MetricsWriter:
-    """Scalars to ``metrics.jsonl`` (one JSON object per call) and TensorBoard; a no-op off rank 0."""
+    """Scalars to ``metrics.jsonl`` (one JSON object per call) and TensorBoard; a no-op off rank 0.
 
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool = True) -> None:
+    ``resume_rows``: a resumed run keeps only the rows its checkpoint had seen (the redone steps are not logged
+    twice); TensorBoard drops its events from ``purge_step`` on.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool = True, resume_rows: int | None = None,
+                 purge_step: int | None = None) -> None:  # fmt: skip
         self.enabled = enabled
         self.path = run_dir / METRICS_FILE
+        self.rows = 0
         self.tb = None
-        if enabled and tensorboard:
+        if not enabled:
+            return
+        if resume_rows is not None:
+            self._truncate(resume_rows)
+        elif self.path.is_file():
+            self.rows = len(self.path.read_text(encoding="utf-8").splitlines())
+        if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is an optional extra: pip install 'vificlip[tensorboard]'
                 logging.getLogger(__name__).info("tensorboard not installed; writing metrics.jsonl only")
             else:
-                self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+                self.tb = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR), purge_step=purge_step)
+
+    def _truncate(self, rows: int) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True) if self.path.is_file() else []
+        kept = [line for line in lines[:rows] if line.endswith("\n")]
+        if len(kept) != len(lines):
+            atomic_write_text(self.path, "".join(kept))
+        self.rows = len(kept)
 
     def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
         record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
+        self.rows += 1
         if self.tb is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -70,14 +95,6 @@ class MetricsWriter:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict]:
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if kind is None or r["kind"] == kind]
 
 
 def memory_mb(device: torch.device) -> float:

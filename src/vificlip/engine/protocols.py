@@ -6,8 +6,9 @@
 * supervised: train, then the final model with 4 clips × 3 crops.
 
 The ``run_*`` functions take explicit configs (the demo calls them with its own data); ``plan_*`` builds those
-configs from an engine preset and its data preset (``data.dataset``). A sub-run that already finished is not
-repeated and an interrupted one resumes, so re-running a protocol command continues it. With
+configs from an engine preset and its data preset (``data.dataset``). A sub-run that already finished with the
+same resolved config is not repeated and an interrupted one resumes, so re-running a protocol command continues
+it; a sub-run made with another config is refused, naming the keys that differ (``overwrite`` retrains it). With
 ``eval.wise_alpha`` every evaluation is repeated on the WiSE-FT weights and reported as a separate row.
 """
 
@@ -23,19 +24,25 @@ from ..atomic import atomic_write_text
 from ..data.presets import load_dataset_preset
 from ..model.vificlip import ViFiCLIP
 from . import builders
-from .checkpoint import MODEL_FILE, pointer_dir, read_pointer
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, config_differences, read_run_config
 from .distributed import current_topology, init_distributed
 from .evaluate import EvalSpec, evaluate_config, wise_interpolate
 from .metrics import EvalResult, harmonic_mean, mean_std
+from .runs import (
+    EVALS_DIR,
+    RESULTS_FILE,
+    TABLE_FILE,
+    has_checkpoints,
+    model_file,
+    read_json,
+    read_train_results,
+)
 from .train import train
 
 log = logging.getLogger(__name__)
 
 METHODS = {"vifi": "ViFi-CLIP", "image": "CLIP image-FT", "text": "CLIP text-FT", "zeroshot": "Vanilla CLIP",
            "prompt": "ViFi-CLIP + VL prompting"}  # fmt: skip
-RESULTS_FILE = "results.json"
-TABLE_FILE = "results.md"
 
 
 @dataclasses.dataclass
@@ -74,16 +81,38 @@ def _sub(cfg: RunConfig, output_dir: Path, name: str, **data: str | None) -> Run
 
 
 # ---- running pieces -----------------------------------------------------------------------------------------
-def _trained_model(cfg: RunConfig, device: str) -> ViFiCLIP:
-    """Train ``cfg`` (resuming or reusing a finished run), or build it as-is for vanilla zero-shot CLIP."""
+def _stale_keys(cfg: RunConfig) -> list[str]:
+    """How the config that trained ``cfg.run_dir`` differs from ``cfg`` (paths, workers and logging aside)."""
+    try:
+        return config_differences(read_run_config(cfg.run_dir), cfg)
+    except ConfigError as exc:
+        return [f"the saved config is unusable ({exc})"]
+
+
+def _trained_model(cfg: RunConfig, device: str, overwrite: bool = False) -> ViFiCLIP:
+    """Train ``cfg`` (resuming, or reusing a finished run of the same config), or build vanilla CLIP as-is.
+
+    A finished or interrupted sub-run made with another config is refused naming the keys (its numbers would be
+    stale); ``overwrite`` retrains it from scratch instead.
+    """
     topo = init_distributed(device)
     if cfg.model.variant == "zeroshot":
         return builders.build_model(cfg.model).to(topo.device)
-    if (cfg.run_dir / "train_results.json").is_file():
-        log.info("%s: already trained, reusing %s", cfg.name, cfg.run_dir)
-        return builders.load_weights(str(pointer_dir(cfg.run_dir) / MODEL_FILE), cfg.model).to(topo.device)
-    resume = "auto" if read_pointer(cfg.run_dir) is not None else None
-    return train(cfg, resume=resume, device=device).model
+    if not has_checkpoints(cfg.run_dir):
+        return train(cfg, device=device).model
+    stale = _stale_keys(cfg)
+    if stale and not overwrite:
+        raise ConfigError(f"{cfg.run_dir} was trained with another config, so its results would be stale: "
+                          f"{'; '.join(stale)}. Pass --overwrite to retrain it, or choose another --output")  # fmt: skip
+    if stale:
+        log.warning(
+            "%s: config changed (%s); retraining from scratch (--overwrite)", cfg.run_dir, "; ".join(stale)
+        )
+        return train(cfg, device=device, overwrite=True).model
+    if read_train_results(cfg.run_dir) is not None:
+        log.info("%s: already trained with this config, reusing %s", cfg.name, cfg.run_dir)
+        return builders.load_weights(str(model_file(cfg.run_dir)), cfg.model).to(topo.device)
+    return train(cfg, resume="auto", device=device).model
 
 
 def _models(cfg: RunConfig, model: ViFiCLIP) -> dict[str, ViFiCLIP]:
@@ -120,19 +149,19 @@ def _pm(values: Sequence[float]) -> str:
 
 # ---- zero-shot ----------------------------------------------------------------------------------------------
 def run_zeroshot(train_cfg: RunConfig, targets: dict[str, list[RunConfig]], output_dir: Path,
-                 device: str = "auto", checkpoint: str | None = None) -> ProtocolResult:  # fmt: skip
+                 device: str = "auto", checkpoint: str | None = None, overwrite: bool = False) -> ProtocolResult:  # fmt: skip
     """Train ``train_cfg`` once (or take ``checkpoint``, or nothing for vanilla CLIP), evaluate every split."""
     if checkpoint is not None:
         model = builders.load_weights(checkpoint, train_cfg.model).to(init_distributed(device).device)
     else:
-        model = _trained_model(train_cfg, device)
+        model = _trained_model(train_cfg, device, overwrite)
     models = _models(train_cfg, model)
     runs, summary, cells, wise_cells = [], {}, {}, {}
     for target, split_cfgs in targets.items():
         scores: dict[str, list[float]] = {key: [] for key in models}
         for i, split_cfg in enumerate(split_cfgs, start=1):
             results = _evaluate_all(
-                split_cfg, models, EvalSpec(f"{_slug(target)}_split{i}"), output_dir / "evals"
+                split_cfg, models, EvalSpec(f"{_slug(target)}_split{i}"), output_dir / EVALS_DIR
             )
             for key, result in results.items():
                 scores[key].append(result.top1)
@@ -168,7 +197,7 @@ def plan_zeroshot(cfg: RunConfig) -> dict[str, list[RunConfig]]:
 
 # ---- base-to-novel ------------------------------------------------------------------------------------------
 def run_base2novel(draws: Sequence[RunConfig], novel: EvalSpec, output_dir: Path, device: str = "auto",
-                   dataset: str = "") -> ProtocolResult:  # fmt: skip
+                   dataset: str = "", overwrite: bool = False) -> ProtocolResult:  # fmt: skip
     """Per draw: train on base classes, evaluate base (``data.val_list``/``labels``) and ``novel`` (own classes).
 
     The paper averages base and novel over the 3 draws and takes the harmonic mean of the averages (SPEC §4.2).
@@ -179,12 +208,12 @@ def run_base2novel(draws: Sequence[RunConfig], novel: EvalSpec, output_dir: Path
     runs = []
     per_key: dict[str, dict[str, list[float]]] = {}
     for i, cfg in enumerate(draws, start=1):
-        models = _models(cfg, _trained_model(cfg, device))
+        models = _models(cfg, _trained_model(cfg, device, overwrite))
         for half, spec in (
             ("base", EvalSpec(f"draw{i}_base")),
             ("novel", dataclasses.replace(novel, name=f"draw{i}_novel")),
         ):
-            for key, result in _evaluate_all(cfg, models, spec, output_dir / "evals").items():
+            for key, result in _evaluate_all(cfg, models, spec, output_dir / EVALS_DIR).items():
                 per_key.setdefault(key, {"base": [], "novel": []})[half].append(result.top1)
                 runs.append({"draw": i, "half": half, "weights": key, **result.to_json()})
     summary: dict = {}
@@ -224,12 +253,12 @@ def plan_base2novel(cfg: RunConfig) -> tuple[list[RunConfig], EvalSpec, str]:
 
 # ---- few-shot -----------------------------------------------------------------------------------------------
 def run_fewshot(runs_by_k: dict[int, RunConfig], output_dir: Path, device: str = "auto",
-                dataset: str = "") -> ProtocolResult:  # fmt: skip
+                dataset: str = "", overwrite: bool = False) -> ProtocolResult:  # fmt: skip
     """One training per K (all-way K-shot), each scored on its ``data.val_list`` (split 1 only)."""
     runs, per_key = [], {}
     for k, cfg in sorted(runs_by_k.items()):
-        models = _models(cfg, _trained_model(cfg, device))
-        for key, result in _evaluate_all(cfg, models, EvalSpec(f"k{k}"), output_dir / "evals").items():
+        models = _models(cfg, _trained_model(cfg, device, overwrite))
+        for key, result in _evaluate_all(cfg, models, EvalSpec(f"k{k}"), output_dir / EVALS_DIR).items():
             per_key.setdefault(key, {})[k] = result.top1
             runs.append({"shots": k, "weights": key, **result.to_json()})
     first = runs_by_k[min(runs_by_k)]
@@ -244,8 +273,14 @@ def run_fewshot(runs_by_k: dict[int, RunConfig], output_dir: Path, device: str =
 
 
 def plan_fewshot(cfg: RunConfig, shots: Sequence[int] | None = None) -> tuple[dict[int, RunConfig], str]:
+    """One config per K from the data preset's K-shot lists; without a preset, ``data.train_list`` is one K."""
     shots = list(shots or cfg.protocol.shots)
     if cfg.data.dataset is None:
+        if len(shots) > 1:
+            raise ConfigError(f"protocol.shots / --shots: {','.join(map(str, shots))} asks for {len(shots)} "
+                              "trainings, but without data.dataset there is one training list (data.train_list), "
+                              "so only one K can run; give one K, set data.dataset to a preset with K-shot lists "
+                              "(hmdb51, ucf101, ssv2), or call run_fewshot with a config per K")  # fmt: skip
         k = shots[0] if shots else 0
         return {k: _sub(cfg, cfg.run_dir, f"k{k}")}, "custom"
     preset = load_dataset_preset(cfg.data.dataset)
@@ -261,16 +296,18 @@ def plan_fewshot(cfg: RunConfig, shots: Sequence[int] | None = None) -> tuple[di
 
 
 # ---- fully supervised ---------------------------------------------------------------------------------------
-def run_supervised(cfg: RunConfig, output_dir: Path, device: str = "auto") -> ProtocolResult:
+def run_supervised(
+    cfg: RunConfig, output_dir: Path, device: str = "auto", overwrite: bool = False
+) -> ProtocolResult:
     """Train, then evaluate the final model (not best) with ``eval.final_num_clips × final_num_crops`` views."""
     views = f"{cfg.eval.final_num_clips}x{cfg.eval.final_num_crops}"
-    models = _models(cfg, _trained_model(cfg, device))
+    models = _models(cfg, _trained_model(cfg, device, overwrite))
     spec = EvalSpec(f"final_{views}", num_clips=cfg.eval.final_num_clips, num_crops=cfg.eval.final_num_crops)
     # Training already scored the final model with these views (SPEC §3.9); 4×3 on K400 is too costly to repeat.
     results = {"model": done} if (done := _final_of_training(cfg, views)) else {}
     for key, model in models.items():
         if key not in results:
-            results.update(_evaluate_all(cfg, {key: model}, spec, output_dir / "evals"))
+            results.update(_evaluate_all(cfg, {key: model}, spec, output_dir / EVALS_DIR))
     cells = {key: {"Views": views.replace("x", "×"), "Top-1": f"{r.top1:.1f}", "Top-5": f"{r.top5:.1f}"}
              for key, r in results.items()}  # fmt: skip
     runs = [{"weights": key, "views": views, **r.to_json()} for key, r in results.items()]
@@ -279,10 +316,10 @@ def run_supervised(cfg: RunConfig, output_dir: Path, device: str = "auto") -> Pr
 
 
 def _final_of_training(cfg: RunConfig, views: str) -> EvalResult | None:
-    path = cfg.run_dir / "train_results.json"
-    if cfg.model.variant == "zeroshot" or not path.is_file():
+    done = read_train_results(cfg.run_dir) if cfg.model.variant != "zeroshot" else None
+    if done is None:
         return None
-    rows = [r for r in json.loads(path.read_text(encoding="utf-8"))["evals"] if r.get("views") == views]
+    rows = [r for r in done["evals"] if r.get("views") == views]
     if not rows:
         return None
     fields = {k: v for k, v in rows[-1].items() if k in EvalResult.__dataclass_fields__}
@@ -299,24 +336,26 @@ def run_protocol(
     shots: Sequence[int] | None = None,
     checkpoint: str | None = None,
     device: str = "auto",
+    overwrite: bool = False,
 ) -> ProtocolResult:
     """Plan and run one protocol from a config; results go to ``cfg.run_dir`` (results.json + results.md).
 
     Args:
         shots: few-shot K values (default ``protocol.shots``).
         checkpoint: zero-shot only: evaluate this K400-trained model instead of training ``cfg``.
+        overwrite: retrain sub-runs made with another config instead of refusing.
     """
     out = cfg.run_dir
     if protocol == "zeroshot":
-        return run_zeroshot(cfg, plan_zeroshot(cfg), out, device, checkpoint)
+        return run_zeroshot(cfg, plan_zeroshot(cfg), out, device, checkpoint, overwrite)
     if protocol == "base2novel":
         draws, novel, title = plan_base2novel(cfg)
-        return run_base2novel(draws, novel, out, device, title)
+        return run_base2novel(draws, novel, out, device, title, overwrite)
     if protocol == "fewshot":
-        runs, title = plan_fewshot(cfg, shots)
-        return run_fewshot(runs, out, device, title)
+        by_k, title = plan_fewshot(cfg, shots)
+        return run_fewshot(by_k, out, device, title, overwrite)
     if protocol == "supervised":
-        return run_supervised(cfg, out, device)
+        return run_supervised(cfg, out, device, overwrite)
     raise ConfigError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
 
 
@@ -364,7 +403,7 @@ def load_result(path: Path) -> ProtocolResult:
     file = path / RESULTS_FILE if path.is_dir() else path
     if not file.is_file():
         raise ConfigError(f"{path}: no {RESULTS_FILE} (not a protocol run folder)")
-    return ProtocolResult(**json.loads(file.read_text(encoding="utf-8")))
+    return ProtocolResult(**read_json(file))
 
 
 def merge_reports(paths: Sequence[Path]) -> str:

@@ -5,6 +5,10 @@ the accumulation steps, a step every ``accumulation_steps`` micro-batches with l
 curve of :mod:`.optim`, evaluation at epoch 0, every ``eval_freq`` and the last epoch (§3.9), and one more
 multi-view evaluation of the final model when configured. Fixed: DDP ``no_sync`` on non-final micro-steps
 (quirk 32), exact mid-epoch resume (quirk 25), atomic checkpoints, any device and precision.
+
+Nothing is lost (docs/engine.md, "What survives what"): one writer per run folder (:class:`.runs.RunLock`);
+``--resume auto`` finds the newest complete checkpoint from the folder itself; SIGTERM or Ctrl-C finishes the
+optimiser step, saves, and exits with :data:`STOP_EXIT_CODES` (a second signal aborts at once).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +34,7 @@ from ..data.loader import seed_worker
 from ..data.mixing import MixupCutmix, smooth_one_hot, soft_target_cross_entropy
 from ..errors import VificlipError
 from ..model.vificlip import ViFiCLIP
-from . import builders
+from . import builders, runs
 from . import checkpoint as ckpt
 from .config import (
     RunConfig,
@@ -41,7 +47,7 @@ from .distributed import (
     ResumableSampler,
     Topology,
     all_gather_objects,
-    all_reduce_max,
+    all_reduce_sum,
     barrier,
     init_distributed,
 )
@@ -61,6 +67,53 @@ class ResumeError(VificlipError):
     """A resume that would silently change the run (different config, missing state, occupied folder)."""
 
 
+# Exit status of a run stopped by a signal (the shell's 128 + signal number); the CLI returns it.
+STOP_EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
+
+
+class TrainingStopped(VificlipError):
+    """SIGTERM/SIGINT: the run saved a resumable snapshot and stopped; ``exit_code`` is 143 or 130."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = STOP_EXIT_CODES.get(signum, 128 + signum)
+
+
+class StopSignals:
+    """While active, the first SIGTERM/SIGINT asks training to stop after the current optimiser step; a second
+    one aborts at once (KeyboardInterrupt). Only the main thread can install handlers; elsewhere it stays idle."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_EXIT_CODES:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            self.__exit__()
+            raise KeyboardInterrupt(f"second signal ({signal.Signals(signum).name}): aborted")
+        self.signum = signum
+        log.warning("%s received: stopping after this optimiser step with a resumable checkpoint (send it "
+                    "again to abort at once)", signal.Signals(signum).name)  # fmt: skip
+
+
+def _train_worker_init(worker_id: int) -> None:
+    """Loader workers leave SIGINT/SIGTERM to the main process, which stops cleanly and shuts them down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    seed_worker(worker_id)
+
+
 @dataclasses.dataclass
 class TrainResult:
     run_dir: Path
@@ -70,36 +123,48 @@ class TrainResult:
     model: ViFiCLIP
 
 
-def check_run_dir(cfg: RunConfig, resume: str | None) -> Path | None:
-    """Refuse a resume whose config differs, and a fresh start over existing checkpoints (before any work)."""
+def check_run_dir(
+    cfg: RunConfig, resume: str | None, overwrite: bool = False, clear: bool = True
+) -> Path | None:
+    """Refuse a resume whose config differs, and a fresh start over existing checkpoints (before any work).
+
+    ``overwrite``: a fresh start that first removes what an earlier training wrote in the folder (``clear``: this
+    process does the removing; rank 0 only under torchrun).
+    """
     run_dir = cfg.run_dir
+    if resume and overwrite:
+        raise ResumeError("--resume continues a run and --overwrite starts it over; give only one")
+    if overwrite and clear:
+        removed = runs.clear_training_outputs(run_dir)
+        if removed:
+            log.warning("%s: --overwrite removed %s", run_dir, ", ".join(removed))
     source = ckpt.resume_dir(run_dir, resume) if resume else None
     # --resume PATH may name another run's checkpoint: compare against the config of the run that wrote it.
-    saved_dir = source.parent.parent if source is not None and resume != "auto" else run_dir
-    if resume and (saved_dir / "config.yaml").is_file():
+    saved_dir = (runs.run_dir_of(source) or source) if source is not None and resume != "auto" else run_dir
+    if resume and (saved_dir / runs.CONFIG_FILE).is_file():
         diffs = config_differences(read_run_config(saved_dir), cfg)
         if diffs:
             raise ResumeError(f"{saved_dir} was run with a different config; refusing to resume. Differences: "
                               + "; ".join(diffs))  # fmt: skip
-    if not resume and ckpt.read_pointer(run_dir) is not None:
-        raise ResumeError(f"{run_dir} already holds checkpoints; pass --resume auto to continue it, or choose "
-                          "another --output")  # fmt: skip
+    if not resume and not overwrite and runs.has_checkpoints(run_dir):
+        raise ResumeError(f"{run_dir} already holds checkpoints; pass --resume auto to continue it, --overwrite "
+                          "to start it over, or choose another --output")  # fmt: skip
     return source
 
 
 class Trainer:
     """Holds what one training run needs; :meth:`fit` is the whole story."""
 
-    def __init__(
-        self, cfg: RunConfig, topo: Topology, resume: str | None = None, init_from: str | None = None
-    ):
+    def __init__(self, cfg: RunConfig, topo: Topology, resume: str | None = None, init_from: str | None = None,
+                 overwrite: bool = False, stop: StopSignals | None = None):  # fmt: skip
         if cfg.model.variant == "zeroshot":
             raise VificlipError(
                 "model.variant: zeroshot trains nothing; use `vificlip eval` for vanilla CLIP"
             )
         self.cfg, self.topo = cfg, topo
         self.run_dir = cfg.run_dir
-        self.resume_from = check_run_dir(cfg, resume)
+        self.resume_from = check_run_dir(cfg, resume, overwrite, clear=topo.is_main)
+        self.stop = stop or StopSignals()
         self.class_names = builders.class_names(cfg.data)
         self.train_items = builders.records(
             cfg.data, cfg.data.train_list, len(self.class_names), "data.train_list"
@@ -130,14 +195,14 @@ class Trainer:
         self.progress = ckpt.Progress()
         self.evals: list[dict] = []
         self.last_result: EvalResult | None = None
-        self.metrics = MetricsWriter(self.run_dir, topo.is_main, cfg.output.tensorboard)
+        self.metrics_rows: int | None = None  # rows of metrics.jsonl the resumed checkpoint had seen
 
     def _loader(self) -> DataLoader:
         """The reference drops the last partial batch (SPEC §3.5); workers restart each epoch to see its number."""
         workers = self.cfg.data.num_workers
         return DataLoader(self.dataset, self.cfg.train.batch_size, sampler=self.sampler, num_workers=workers,
                           pin_memory=self.topo.device.type == "cuda", drop_last=True,
-                          worker_init_fn=seed_worker if workers else None,
+                          worker_init_fn=_train_worker_init if workers else None,
                           generator=torch.Generator().manual_seed(self.cfg.train.seed + self.topo.rank))  # fmt: skip
 
     def _precision(self) -> str:
@@ -169,6 +234,11 @@ class Trainer:
                  self.steps_per_epoch)  # fmt: skip
         if self.resume_from is not None:
             self._restore(self.resume_from)
+        # A fresh start keeps no rows (they belong to an attempt killed before its first checkpoint).
+        resumed = self.resume_from is not None
+        self.metrics = MetricsWriter(self.run_dir, self.topo.is_main, cfg.output.tensorboard,
+                                     self.metrics_rows if resumed else 0,
+                                     self.progress.global_step + 1 if resumed else 0)  # fmt: skip
         for epoch in range(self.progress.epoch, cfg.train.epochs):
             self._train_epoch(epoch, self.progress.micro_step)
             self.progress = dataclasses.replace(self.progress, epoch=epoch + 1, micro_step=0)
@@ -177,14 +247,17 @@ class Trainer:
             result = self._evaluate(epoch) if evaluate and cfg.data.val_list else None
             keep = cfg.output.keep_every
             keep = evaluate if keep is None else bool(keep) and ((epoch + 1) % keep == 0 or last_epoch)
-            self._save(f"epoch_{epoch:03d}" if keep else f"step_{self.progress.global_step:07d}", result)
+            # One name per epoch end (never the name of a mid-epoch save); prune drops it later unless kept.
+            path = self._save(f"epoch_{epoch:03d}", result, keep)
+            if self._stop_agreed():
+                self._stopped(path)
         final = self._final_evaluations()
         self.metrics.close()
-        last = ckpt.pointer_dir(self.run_dir)
+        last = runs.latest_checkpoint(self.run_dir)
         if self.topo.is_main and self.model.variant == "prompt":
             self._save_prompt_artefact()
         if self.topo.is_main:
-            atomic_write_text(self.run_dir / "train_results.json", json.dumps(
+            atomic_write_text(self.run_dir / runs.TRAIN_RESULTS_FILE, json.dumps(
                 {"evals": self.evals, "final": final.to_json() if final else None,
                  "checkpoint": str(last) if last else None}, indent=1) + "\n")  # fmt: skip
         return TrainResult(self.run_dir, last, self.evals, final, self.model)
@@ -194,8 +267,8 @@ class Trainer:
         from ..model.prompt_io import save_prompts
 
         base = self.init_source or self.cfg.model.checkpoint
-        path = save_prompts(self.model, self.run_dir / "prompts.safetensors",
-                            ckpt.model_file(base) if base else None,
+        path = save_prompts(self.model, self.run_dir / runs.PROMPTS_FILE,
+                            runs.model_file(base) if base else None,
                             metadata={"run": self.cfg.name, "classes": json.dumps(self.class_names)})  # fmt: skip
         log.info("prompts (%d parameters) written to %s", self.model.num_trainable_parameters(), path)
 
@@ -210,6 +283,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)  # leftover micro-batches of the last epoch are dropped
         bar = progress_bar(self.steps_per_epoch, start, f"epoch {epoch + 1}/{cfg.epochs}", topo.is_main)
         tick, clips = time.perf_counter(), 0
+        stop = False
         for micro, batch in enumerate(self.loader, start=start):
             # Randomness of this micro-step is a function of (seed, rank, epoch, micro): resume is exact.
             self.mixer.rng = np.random.default_rng([cfg.seed, topo.rank, epoch, micro])
@@ -228,11 +302,16 @@ class Trainer:
                     logits = net(videos, self.class_names)  # [B, C]
                 loss = soft_target_cross_entropy(logits, targets)
                 loss_value = loss.item()  # one sync per micro-step, as the reference logs every loss
-                if all_reduce_max(0.0 if math.isfinite(loss_value) else 1.0, topo.device) > 0:
+                # One collective: the loss summed over ranks, any rank's NaN, any rank's stop signal.
+                loss_sum, nonfinite, stopping = all_reduce_sum(
+                    [loss_value if math.isfinite(loss_value) else 0.0, not math.isfinite(loss_value),
+                     self.stop.signum is not None], topo.device)  # fmt: skip
+                stop = stop or stopping > 0
+                if nonfinite > 0:
                     raise NonFiniteLossError(
                         f"loss is {loss_value} at epoch {epoch + 1}, micro-batch {micro}, optimiser step "
                         f"{self.progress.global_step + 1}; stopped, the last good checkpoint is kept in "
-                        f"{ckpt.checkpoint_root(self.run_dir)}")  # fmt: skip
+                        f"{runs.checkpoint_root(self.run_dir)}")  # fmt: skip
                 self.scaler.scale(loss / acc).backward()  # mean over the accumulated micro-batches
             clips += videos.shape[0] * topo.world_size
             bar.update(1)
@@ -248,6 +327,7 @@ class Trainer:
             step = self.progress.global_step = self.progress.global_step + 1
             self.progress.micro_step = micro + 1
             rate = clips / max(time.perf_counter() - tick, 1e-9)
+            loss_value = loss_sum / topo.world_size  # the mean over ranks, not rank 0's share
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", clips_s=f"{rate:.1f}",
                             mem_mb=f"{memory_mb(topo.device):.0f}")  # fmt: skip
             values = {"loss": loss_value, "lr": lr, "epoch": epoch, "clips_per_sec": rate}
@@ -257,14 +337,18 @@ class Trainer:
             if step % cfg.print_freq == 0:
                 log.info("epoch %d step %d loss %.4f lr %.3g %.1f clips/s mem %.0f MiB", epoch + 1, step,
                          loss_value, lr, rate, memory_mb(topo.device))  # fmt: skip
-            if cfg.save_every_steps and step % cfg.save_every_steps == 0 and micro + 1 < self.steps_per_epoch:
-                self._save(f"step_{step:07d}", None)
+            mid_epoch = micro + 1 < self.steps_per_epoch  # the epoch end saves under its own name
+            if mid_epoch and (stop or (cfg.save_every_steps and step % cfg.save_every_steps == 0)):
+                path = self._save(f"step_{step:07d}", None, keep=False)
+                if stop:
+                    bar.close()
+                    self._stopped(path)
         bar.close()
 
     # ---- evaluation ---------------------------------------------------------------------------------------
     def _evaluate(self, epoch: int) -> EvalResult:
         result = evaluate_config(self.cfg, self.model, EvalSpec(f"epoch{epoch:03d}"), self.topo.device,
-                                 self.run_dir / "evals")  # fmt: skip
+                                 self.run_dir / runs.EVALS_DIR)  # fmt: skip
         self.last_result = result
         row = {"epoch": epoch, **result.to_json()}
         self.evals.append(row)
@@ -283,21 +367,41 @@ class Trainer:
         if (e.final_num_clips, e.final_num_crops) != (1, 1) or not self.evals:
             spec = EvalSpec(f"final_{e.final_num_clips}x{e.final_num_crops}", num_clips=e.final_num_clips,
                             num_crops=e.final_num_crops)  # fmt: skip
-            final = evaluate_config(cfg, self.model, spec, self.topo.device, self.run_dir / "evals")
+            final = evaluate_config(cfg, self.model, spec, self.topo.device, self.run_dir / runs.EVALS_DIR)
             self.evals.append({"epoch": "final", "views": f"{e.final_num_clips}x{e.final_num_crops}",
                                **final.to_json()})  # fmt: skip
         if e.wise_alpha is not None and cfg.model.checkpoint is not None and cfg.model.variant != "prompt":
             zero_shot = builders.load_weights(cfg.model.checkpoint, cfg.model).to(self.topo.device)
             wise = wise_interpolate(zero_shot, self.model, e.wise_alpha)
             result = evaluate_config(cfg, wise, EvalSpec(f"wise{e.wise_alpha:g}"), self.topo.device,
-                                     self.run_dir / "evals")  # fmt: skip
+                                     self.run_dir / runs.EVALS_DIR)  # fmt: skip
             self.evals.append({"epoch": "wise", "alpha": e.wise_alpha, **result.to_json()})
         return final or self.last_result
 
     # ---- checkpoints --------------------------------------------------------------------------------------
-    def _save(self, tag: str, result: EvalResult | None) -> None:
-        """Every rank contributes its RNG state; rank 0 writes. A barrier keeps ranks in step."""
+    def _stop_agreed(self) -> bool:
+        """Whether any rank got a stop signal (all ranks get the same answer)."""
+        return all_reduce_sum([self.stop.signum is not None], self.topo.device)[0] > 0
+
+    def _stopped(self, path: Path | None) -> None:
+        signum = self.stop.signum or signal.SIGTERM
+        raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at epoch {self.progress.epoch + 1}, "
+                              f"optimiser step {self.progress.global_step}; saved {path or 'a snapshot (rank 0)'}; continue with "
+                              "--resume auto", signum)  # fmt: skip
+
+    def _save(self, tag: str, result: EvalResult | None, keep: bool = True) -> Path | None:
+        """Every rank contributes its RNG state; rank 0 writes. A barrier keeps ranks in step.
+
+        Every rank checks the weights first (they are equal under DDP), so a NaN update stops all ranks together
+        and is never saved: the last good checkpoint stays the run's latest.
+        """
+        bad = ckpt.nonfinite_tensors(self.model)
+        if bad:
+            raise ckpt.NonFiniteWeightsError(
+                f"weights became non-finite ({', '.join(bad[:3])}) by optimiser step {self.progress.global_step}; "
+                f"not saved, the last good checkpoint {runs.latest_checkpoint(self.run_dir) or '(none)'} is kept")  # fmt: skip
         rng = all_gather_objects(ckpt.rng_state())
+        path = None
         if self.topo.is_main:
             state = {
                 "optimizer": self.optimizer.state_dict(),
@@ -307,14 +411,16 @@ class Trainer:
                 "rng": rng,
                 "evals": self.evals,
                 "world_size": self.topo.world_size,
+                "metrics_rows": self.metrics.rows,
             }
             info = {"epoch": self.progress.epoch, "micro_step": self.progress.micro_step,
                     "step": self.progress.global_step}  # fmt: skip
             pointers: dict[str, dict[str, Any]] = {"last": info}
             if result is not None and self.progress.best_epoch == self.evals[-1]["epoch"]:
                 pointers["best"] = {**info, "top1": result.top1}
-            ckpt.save_checkpoint(self.run_dir, self.model, state, tag, pointers)
+            path = ckpt.save_checkpoint(self.run_dir, self.model, state, tag, pointers, keep)
         barrier()
+        return path
 
     def _restore(self, source: Path) -> None:
         from ..model.loading import load_model
@@ -323,25 +429,38 @@ class Trainer:
         if state["world_size"] != self.topo.world_size:
             raise ResumeError(f"{source} was written by {state['world_size']} processes, this run has "
                               f"{self.topo.world_size}; resume with the same number")  # fmt: skip
-        builders.copy_weights(self.model, load_model(source / ckpt.MODEL_FILE), f"resume {source}")
+        builders.copy_weights(self.model, load_model(source / runs.MODEL_FILE), f"resume {source}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.progress = ckpt.Progress(**state["progress"])
         self.evals = list(state["evals"])
         ckpt.set_rng_state(state["rng"][self.topo.rank])
+        self.metrics_rows = state.get("metrics_rows")
         if self.progress.micro_step >= self.steps_per_epoch:
             self.progress = dataclasses.replace(self.progress, epoch=self.progress.epoch + 1, micro_step=0)
         log.info("resumed %s at epoch %d, micro-batch %d (optimiser step %d)", source, self.progress.epoch + 1,
                  self.progress.micro_step, self.progress.global_step)  # fmt: skip
 
 
-def train(cfg: RunConfig, resume: str | None = None, init_from: str | None = None,
-          device: str = "auto") -> TrainResult:  # fmt: skip
-    """Train one run (single process, or one rank under torchrun); ``resume`` is ``auto`` or a path."""
+def train(cfg: RunConfig, resume: str | None = None, init_from: str | None = None, device: str = "auto",
+          overwrite: bool = False) -> TrainResult:  # fmt: skip
+    """Train one run (single process, or one rank under torchrun); ``resume`` is ``auto`` or a path.
+
+    Rank 0 holds the run folder's lock from before the first write to the end. ``overwrite``: start over in a
+    folder that holds an earlier run's checkpoints. Raises :class:`TrainingStopped` after SIGTERM/SIGINT.
+    """
     topo = init_distributed(device)
-    handlers = attach_file_logs(cfg.run_dir, topo.rank)
+    lock = runs.RunLock(cfg.run_dir).acquire() if topo.is_main else None
     try:
-        return Trainer(cfg, topo, resume, init_from).fit()
+        if lock is not None:
+            runs.remove_stale_temporaries(cfg.run_dir)
+        handlers = attach_file_logs(cfg.run_dir, topo.rank)
+        try:
+            with StopSignals() as stop:
+                return Trainer(cfg, topo, resume, init_from, overwrite, stop).fit()
+        finally:
+            detach_file_logs(handlers)
     finally:
-        detach_file_logs(handlers)
+        if lock is not None:
+            lock.release()

@@ -12,8 +12,8 @@ import platform
 from pathlib import Path
 
 from ..data.synthetic import ORDER_ONLY_ACTIONS
-from ..engine.logging import read_metrics
 from ..engine.protocols import METHODS, markdown_table
+from ..engine.runs import EVALS_DIR, read_metrics
 from .demo import DemoResult
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def claims(demo: DemoResult) -> list[Claim]:
 def order_only_limit(demo: DemoResult) -> str | None:
     """Accuracy on the frame-order-only classes vs the rest, from ViFi-CLIP's zero-shot confusion (split 1)."""
     run = demo.run_dirs.get(("zeroshot", "vifi"))
-    files = sorted((run / "evals").glob("confusion_*split1.csv")) if run else []
+    files = sorted((run / EVALS_DIR).glob("confusion_*split1.csv")) if run else []
     if not files:
         return None
     with files[0].open(encoding="utf-8") as handle:

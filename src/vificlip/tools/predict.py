@@ -20,7 +20,7 @@ import torch
 from ..data.decode import open_video
 from ..data.sampling import test_indices
 from ..data.transforms import build_test_transform
-from ..engine.checkpoint import model_file
+from ..engine.runs import model_file
 from ..errors import VificlipError
 from ..model.loading import load_model
 from ..model.prompt_io import is_prompt_file, load_prompts
