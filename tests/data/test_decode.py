@@ -142,7 +142,11 @@ for _encoder in ("libaom-av1", "librav1e"):
 def test_the_exactness_table_covers_h264_hevc_vp9_and_av1():
     """Every codec family the issue names is in the table above; the pinned PyAV wheel has their encoders."""
     assert {"libx264", "libx265", "libvpx-vp9", "libsvtav1"} <= set(av.codecs_available)
-    assert {"libx264", "libx265", "libvpx-vp9", "libsvtav1"} <= {codec for _, codec, _, _ in SKIP_SOURCES.values()}
+    assert {"libx264", "libx265", "libvpx-vp9", "libsvtav1"} <= {
+        codec for _, codec, _, _ in SKIP_SOURCES.values()
+    }
+
+
 HAS_NONREF_FRAMES = {"h264-x264-defaults", "h264-bf2-gop16", "h264-one-keyframe", "h264-no-pyramid",
                      "mpeg4-bf2-avi", "mpeg4-bf2-mp4"}  # fmt: skip
 

@@ -25,7 +25,9 @@ def stored_sideways(upright: np.ndarray, rotation: int) -> np.ndarray:
 @pytest.mark.parametrize("rotation", [90, 180, 270])
 def test_rotated_video_reads_upright(tmp_path, rotation, frame_ids):
     upright = indexed_frames(12)  # [T,64,96,3]
-    path = write_video(tmp_path / "phone.mp4", stored_sideways(upright, rotation), rotation=rotation, **LOSSLESS)
+    path = write_video(
+        tmp_path / "phone.mp4", stored_sideways(upright, rotation), rotation=rotation, **LOSSLESS
+    )
     with open_video(path) as reader:
         frames = reader.read([0, 7, 11, 7])
     assert frames.shape == (4, 3, 64, 96)  # as shown, not as stored (96×64 for 90/270)
@@ -108,7 +110,9 @@ def test_resized_frames_above_the_pixel_limit_are_refused(tmp_path, monkeypatch)
 @pytest.mark.parametrize("size", [(64, 96), (96, 64), (20, 200)])
 def test_per_frame_reduction_gives_the_whole_clip_pipeline_exactly(num_crops, size):
     """reduce per frame, then finish = the reference order (resize the clip, crop, normalise), bit for bit."""
-    video = torch.randint(0, 256, (5, 3, *size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    video = torch.randint(
+        0, 256, (5, 3, *size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     transform = build_test_transform(input_size=32, num_crops=num_crops)
     per_frame = torch.stack([transform.reduce(frame) for frame in video])
     assert per_frame.shape[-1] * per_frame.shape[-2] <= 32 * max(size) * 32 // min(size) + 32 * 32

@@ -61,7 +61,7 @@ def read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
     try:
         with safe_open(path, framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except (SafetensorError, OSError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise fail(
             path, f"unreadable safetensors file (truncated or corrupt?): {' '.join(str(exc).split())}"
         ) from None
@@ -79,9 +79,11 @@ def torch_load(path: Path) -> Any:
                 path, f"holds objects other than weights, refused without running them ({reason})"
             ) from None
         raise fail(path, f"not a readable PyTorch checkpoint (truncated or corrupt?): {reason}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any parse error of foreign bytes (torch also tries safetensors)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise fail(path, f"not a readable PyTorch checkpoint (truncated or corrupt?): {first}") from None
+        raise fail(
+            path, f"not a readable PyTorch checkpoint (truncated or corrupt?): {first[:200]}"
+        ) from None
 
 
 def _unpickler_reason(message: str) -> str:

@@ -18,7 +18,8 @@ unreadable unless ``allow_truncated`` (``--allow-truncated``) is set; then it is
 
 File names are kept — ``<dst>/<listed path>`` — so the *same annotation files* point into the new root. The
 codec follows the container: H.264 (libx264) for .mp4/.avi/.mkv/.mov and the rest, VP9 for .webm (WebM cannot
-hold H.264). With ``--list``, only the listed videos are prepared and they are found like the dataset does
+hold H.264); suffixes whose container holds neither (.gif, .ogv, .dv …) get H.264 in Matroska under the same
+name (see ``MUXER_BY_SUFFIX``). With ``--list``, only the listed videos are prepared and they are found like the dataset does
 (per-class archives are resolved by basename), so the output is laid out exactly as the lists expect. Frame
 folders are copied as they are. Work runs in worker processes, is resumable (finished outputs are skipped;
 each output is written to a temp file and moved into place with ``os.replace``), and unreadable sources are
@@ -116,6 +117,12 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(2, sides[0]), max(2, sides[1])
 
 
+# Suffixes whose own container cannot hold H.264 (GIF, Ogg, DV, raw streams): the prepared clip is H.264 in
+# Matroska under the same name, so the annotation lists still point at it (decoders probe content, not names).
+MUXER_BY_SUFFIX = {".gif": "matroska", ".ogv": "matroska", ".ogg": "matroska", ".dv": "matroska",
+                   ".m2v": "matroska", ".y4m": "matroska", ".divx": "avi"}  # fmt: skip
+
+
 def _encoder(suffix: str, options: PrepareOptions) -> tuple[str, dict[str, str]]:
     if suffix.lower() == ".webm":
         return "libvpx-vp9", {**VP9_OPTIONS, "threads": str(options.threads)}
@@ -167,7 +174,7 @@ def transcode_video(source: Path, target: Path, options: PrepareOptions) -> tupl
         shown = (first.height, first.width) if round(first.rotation / 90) % 2 else (first.width, first.height)
         width, height = output_size(*shown, options.short_side)
         count = 0
-        with av.open(str(target), mode="w") as output:
+        with av.open(str(target), mode="w", format=MUXER_BY_SUFFIX.get(target.suffix.lower())) as output:
             rate = Fraction(rate).limit_denominator(100000)
             stream = output.add_stream(codec, rate=rate)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
