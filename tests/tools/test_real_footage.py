@@ -350,3 +350,24 @@ def test_the_python_api_validates_its_arguments(checkpoint, video):
             vificlip.load(checkpoint, num_frames=frames, device="cpu")
     with pytest.raises(VificlipError, match="not available"):
         vificlip.load(checkpoint, device="cuda:7")
+
+
+@pytest.mark.parametrize(("text", "line"), [('id,name\n0,dancing\n1,"swimming\n2,surfing\n', 3),
+                                           ('id,name\n0,"dancing\n', 2)])  # fmt: skip
+def test_a_label_csv_with_an_unbalanced_quote_is_an_error_naming_the_line(tmp_path, good, capsys, text, line):
+    labels = tmp_path / "labels.csv"
+    labels.write_text(text)
+    code, _, err = run_cli(capsys, "predict", good["VIDEO"], "--checkpoint", good["CKPT"], "--labels", labels)
+    assert_one_line_error(code, err, f"labels.csv:{line}:", "quote")
+
+
+def test_an_unsafe_pickle_is_refused_for_safety_not_called_corrupt(tmp_path, good, capsys):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo ran >> " + str(tmp_path / "ran.txt"),))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": Evil()}, evil)
+    code, _, err = run_cli(capsys, "predict", good["VIDEO"], "--checkpoint", evil, "--classes", "a,b")
+    assert_one_line_error(code, err, "evil.pt", "needs code to load", "refused for safety")
+    assert "corrupt" not in err and "weights_only" not in err and not (tmp_path / "ran.txt").exists()

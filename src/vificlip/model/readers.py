@@ -74,10 +74,14 @@ def torch_load(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         reason = _unpickler_reason(str(exc))
-        if "GLOBAL" in reason:  # e.g. "GLOBAL os.system was not an allowed global by default."
-            raise fail(
-                path, f"holds objects other than weights, refused without running them ({reason})"
-            ) from None
+        if (
+            "GLOBAL" in reason
+        ):  # e.g. "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
+            raise fail(path, f"needs code to load ({reason}); refused for safety: vificlip reads weights only "
+                       "and never runs code from a checkpoint") from None  # fmt: skip
+        if str(exc).startswith("Weights only load failed"):  # the restricted unpickler refused an instruction
+            raise fail(path, f"is a pickle the weights-only reader refuses ({reason}); refused for safety, "
+                       "nothing in it was run") from None  # fmt: skip
         raise fail(path, f"not a readable PyTorch checkpoint (truncated or corrupt?): {reason}") from None
     except Exception as exc:  # noqa: BLE001 - any parse error of foreign bytes (torch also tries safetensors)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -87,10 +91,12 @@ def torch_load(path: Path) -> Any:
 
 
 def _unpickler_reason(message: str) -> str:
-    """The one informative line of torch's weights_only error (the rest is generic advice)."""
-    tail = message.split("WeightsUnpickler error:", 1)[-1]
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return lines[0].split(". Please use")[0].rstrip(".") if lines else "unreadable pickle"
+    """The one informative line of torch's weights_only error, without its generic advice (which suggests
+    ``weights_only=False``: exactly what must not be done with an untrusted file)."""
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation", "Re-running")
+    lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in message.splitlines()]
+    useful = [line for line in lines if line and not line.startswith(advice)]
+    return useful[0].split(". Please use")[0].rstrip(".") if useful else "unreadable pickle"
 
 
 def read_torchscript(path: Path) -> StateDict:
