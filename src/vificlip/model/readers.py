@@ -93,10 +93,17 @@ def torch_load(path: Path) -> Any:
 def _unpickler_reason(message: str) -> str:
     """The one informative line of torch's weights_only error, without its generic advice (which suggests
     ``weights_only=False``: exactly what must not be done with an untrusted file)."""
-    advice = ("Weights only load failed", "Please file an issue", "Check the documentation", "Re-running")
-    lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in message.splitlines()]
-    useful = [line for line in lines if line and not line.startswith(advice)]
-    return useful[0].split(". Please use")[0].rstrip(".") if useful else "unreadable pickle"
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for number, line in enumerate(lines):
+        if "GLOBAL" in line or "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:")[-1].strip()
+            if not reason and number + 1 < len(lines):  # the reason is on the next line
+                reason = lines[number + 1]
+            if reason:
+                return reason.split(". Please use")[0].rstrip(".")
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation", "(")
+    useful = [line for line in lines if not line.startswith(advice)]
+    return useful[0].rstrip(".") if useful else "unreadable pickle"
 
 
 def read_torchscript(path: Path) -> StateDict:
