@@ -74,14 +74,10 @@ def torch_load(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         reason = _unpickler_reason(str(exc))
-        if (
-            "GLOBAL" in reason
-        ):  # e.g. "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
+        # e.g. "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
+        if "GLOBAL" in reason:
             raise fail(path, f"needs code to load ({reason}); refused for safety: vificlip reads weights only "
                        "and never runs code from a checkpoint") from None  # fmt: skip
-        if str(exc).startswith("Weights only load failed"):  # the restricted unpickler refused an instruction
-            raise fail(path, f"is a pickle the weights-only reader refuses ({reason}); refused for safety, "
-                       "nothing in it was run") from None  # fmt: skip
         raise fail(path, f"not a readable PyTorch checkpoint (truncated or corrupt?): {reason}") from None
     except Exception as exc:  # noqa: BLE001 - any parse error of foreign bytes (torch also tries safetensors)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
