@@ -3,6 +3,9 @@ per-frame reduction that bounds memory, and the one list of video types a folder
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 import torch
@@ -148,3 +151,19 @@ def test_a_folder_expands_to_every_video_type_and_frame_folders(tmp_path):
     for path in found:  # and every one of them decodes
         with open_video(path) as reader:
             assert reader.read([reader.num_frames - 1]).shape[-2:] == (64, 96)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_rotation_matches_what_the_ffmpeg_player_shows(tmp_path, rotation):
+    """The direction check that a PyAV write/read round trip cannot give: FFmpeg's own autorotation (what ffplay
+    and the ffmpeg CLI show) of the same file equals our frame. Needs the ffmpeg CLI (.ci/run installs it)."""
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "the ffmpeg CLI is required for this test (apt-get install ffmpeg; .ci/run installs it)"
+    frames = np.random.default_rng(rotation).integers(0, 256, (6, 32, 48, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "phone.mp4", frames, rotation=rotation, **LOSSLESS)
+    with open_video(path) as reader:
+        ours = reader.read([4])[0].permute(1, 2, 0).numpy()  # [H,W,3] as we show it
+    shown = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-vf", r"select=eq(n\,4)", "-frames:v", "1",
+                            "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout  # fmt: skip
+    assert len(shown) == ours.size and ours.shape[:2] == ((48, 32) if rotation % 180 else (32, 48))
+    np.testing.assert_array_equal(np.frombuffer(shown, np.uint8).reshape(ours.shape), ours)
