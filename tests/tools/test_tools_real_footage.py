@@ -371,3 +371,12 @@ def test_an_unsafe_pickle_is_refused_for_safety_not_called_corrupt(tmp_path, goo
     code, _, err = run_cli(capsys, "predict", good["VIDEO"], "--checkpoint", evil, "--classes", "a,b")
     assert_one_line_error(code, err, "evil.pt", "needs code to load", "refused for safety")
     assert "corrupt" not in err and "weights_only" not in err and not (tmp_path / "ran.txt").exists()
+
+
+@pytest.mark.parametrize(("content", "needle"), [(os.urandom(512) + b"\xff", "not a YAML text file"),
+                                                 (b"model:\n  arch: [1, 2\n", "config.yaml:3: not valid YAML")])  # fmt: skip
+def test_a_config_file_that_is_not_yaml_is_a_one_line_error(tmp_path, capsys, content, needle):
+    config = tmp_path / "config.yaml"
+    config.write_bytes(content)
+    code, _, err = run_cli(capsys, "train", config)
+    assert_one_line_error(code, err, needle)
