@@ -51,7 +51,7 @@ def test_transcode_keeps_every_frame_in_order(tmp_path, suffix, codec, out_codec
         tmp_path / f"src{suffix}", indexed_frames(37, 300, 400), fps=30, codec=codec, keyframe_interval=250
     )
     target = tmp_path / f"out{suffix}"
-    assert transcode_video(source, target, PrepareOptions(gop=8)) == 37
+    assert transcode_video(source, target, PrepareOptions(gop=8)) == (37, 0)
     ids, keys, size, fps, name = decoded(target)
     assert ids == list(range(37))
     assert size == (342, 256) and fps == 30 and name == out_codec

@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(
+        sys.stdout, "reconfigure"
+    ):  # file names that are not UTF-8 are printed as their bytes, like ls
+        sys.stdout.reconfigure(errors="surrogateescape")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)

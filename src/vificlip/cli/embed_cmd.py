@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import VificlipError
-from .options import add_checkpoint_arguments, add_video_arguments
+from .options import add_checkpoint_arguments, add_video_arguments, report_truncated
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = resolve_checkpoint(args.checkpoint)
     base = resolve_checkpoint(args.base_checkpoint) if args.base_checkpoint else None
     recognizer = load(checkpoint, base=base, num_frames=args.frames, device=args.device, template=args.template,
-                      num_crops=args.crops, normalization=args.normalization, backend=args.backend)  # fmt: skip
+                      num_crops=args.crops, normalization=args.normalization, backend=args.backend,
+                      allow_truncated=args.allow_truncated)  # fmt: skip
     identity = model_identity(recognizer, checkpoint, base)
     result = embed_folder(recognizer, folder, args.out, identity, backend=args.backend, workers=args.workers,
                           flush_every=args.flush_every)  # fmt: skip
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
           f"{len(result.failed)} unreadable)")  # fmt: skip
     for path, reason in result.failed:
         print(f"  unreadable: {path}: {reason}")
+    report_truncated("embed", result.truncated)
     if args.plot is not None:
         png = Path(args.plot) if args.plot else Path(args.out).with_suffix(".png")
         print(f"map: {plot_index(result.index, png)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +35,24 @@ def add_video_arguments(
     p.add_argument("--normalization", choices=("authors", "clip"), default="authors",
                    help="the authors' ImageNet constants (default, as trained) or CLIP's")  # fmt: skip
     p.add_argument("--backend", default="auto", help="decoder: auto, pyav, torchcodec, decord, frames")
+    add_truncation_argument(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+
+
+def add_truncation_argument(p: argparse.ArgumentParser) -> None:
+    """The one truncation policy's switch (predict, embed, visualize, prepare): see data/decode.py."""
+    p.add_argument(
+        "--allow-truncated", action="store_true",
+        help="use the frames a truncated file has (fewer than its container declares) instead of refusing it; "
+        "each such file is counted in a warning",
+    )  # fmt: skip
+
+
+def report_truncated(command: str, paths: list[str]) -> None:
+    """The counted warning for files read with --allow-truncated."""
+    if paths:
+        print(f"vificlip {command}: warning: {len(paths)} truncated file(s) used with missing frames: "
+              f"{', '.join(paths[:5])}{' …' if len(paths) > 5 else ''}", file=sys.stderr)  # fmt: skip
 
 
 def parse_classes(args: argparse.Namespace) -> list[str]:

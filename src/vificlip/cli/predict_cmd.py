@@ -8,7 +8,13 @@ import logging
 import sys
 
 from ..errors import VificlipError
-from .options import add_checkpoint_arguments, add_class_arguments, add_video_arguments, parse_classes
+from .options import (
+    add_checkpoint_arguments,
+    add_class_arguments,
+    add_video_arguments,
+    parse_classes,
+    report_truncated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +40,15 @@ def run(args: argparse.Namespace) -> int:
     classes = parse_classes(args)
     if args.frames < 1 or args.top_k < 1:
         raise VificlipError("--frames and --top-k must be at least 1")
-    videos = find_videos(args.videos)
+    videos, problems = find_videos(args.videos)
+    for problem in problems:  # reported now; the other paths are still processed, and the exit status is 2
+        print(f"vificlip predict: error: {problem}", file=sys.stderr)
+    if not videos:
+        return 2
     recognizer = load(args.checkpoint, base=args.base_checkpoint, num_frames=args.frames, device=args.device,
                       template=args.template, num_crops=args.crops, normalization=args.normalization,
-                      backend=args.backend)  # fmt: skip
-    failed = 0
+                      backend=args.backend, allow_truncated=args.allow_truncated)  # fmt: skip
+    failed = len(problems)
     for video in videos:
         try:
             prediction = recognizer.predict(video, classes, top_k=args.top_k)
@@ -52,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
             print(prediction.video)
             for name, prob in zip(prediction.classes, prediction.probabilities):
                 print(f"  {prob:7.2%}  {name}")
+    report_truncated("predict", recognizer.truncated)
     if failed:
-        print(f"vificlip predict: {failed} of {len(videos)} videos could not be read", file=sys.stderr)
+        if len(videos) + len(problems) > 1:
+            print(f"vificlip predict: {failed} of {len(videos) + len(problems)} videos could not be read",
+                  file=sys.stderr)  # fmt: skip
         return 2
     return 0

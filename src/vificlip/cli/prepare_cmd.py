@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from .options import add_truncation_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,17 +31,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--crf", type=int, default=20, help="x264 quality (lower = better, larger files)")
     p.add_argument("--preset", default="veryfast", help="x264 speed preset")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_truncation_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..tools.prepare import PrepareOptions, prepare_dataset
 
-    options = PrepareOptions(short_side=args.short_side, gop=args.gop, crf=args.crf, preset=args.preset)
+    options = PrepareOptions(short_side=args.short_side, gop=args.gop, crf=args.crf, preset=args.preset,
+                             allow_truncated=args.allow_truncated)  # fmt: skip
     report = prepare_dataset(
         args.source_root, args.target_root, args.lists, args.workers, options, progress=not args.no_progress
     )
     print(report.summary())
     if report.failed or report.missing:
         print(f"unreadable or missing videos are listed in {args.target_root}/unreadable.txt")
+    if report.truncated:
+        print(f"vificlip prepare: warning: {len(report.truncated)} truncated file(s) used with missing frames "
+              f"(listed in {args.target_root}/prepare_report.json)", file=sys.stderr)  # fmt: skip
     return 0

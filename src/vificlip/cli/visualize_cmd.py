@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ..errors import VificlipError
-from .options import add_checkpoint_arguments, add_class_arguments, add_video_arguments, parse_classes
+from .options import (
+    add_checkpoint_arguments,
+    add_class_arguments,
+    add_video_arguments,
+    parse_classes,
+    report_truncated,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
         raise VificlipError("--frames must be at least 1")
     recognizer = load(args.checkpoint, base=args.base_checkpoint, num_frames=args.frames, device=args.device,
                       template=args.template, num_crops=1, normalization=args.normalization,
-                      backend=args.backend)  # fmt: skip
+                      backend=args.backend, allow_truncated=args.allow_truncated)  # fmt: skip
     result = visualize_video(recognizer, args.video, classes, args.out)
+    report_truncated("visualize", recognizer.truncated)
     print(f"{args.video}: {result.predicted_class} ({result.probability:.1%})")
     print(f"  grid: {result.png}")
     print(f"  gif:  {result.gif}")

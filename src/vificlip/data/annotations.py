@@ -110,15 +110,29 @@ def _read_json_list(path: Path, root: str | Path | None) -> list[VideoRecord]:
 def read_label_csv(path: str | Path) -> list[str]:
     """Class names of an ``id,name`` CSV in row order, after checking that the ids are 0..C−1 in order."""
     path = Path(path)
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
-    header = next(reader, None)
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise AnnotationError(f"{path}:1: malformed CSV header ({exc})") from None
     if header is None or tuple(field.strip().lower() for field in header) != LABEL_CSV_HEADER:
         raise AnnotationError(f"{path}:1: expected the header 'id,name', got {','.join(header or [])!r}")
     names: list[str] = []
-    for row in reader:
-        where = f"{path}:{reader.line_num}"
+    while True:
+        start = reader.line_num + 1  # a quoted field may span lines: name the line the row starts on
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:  # strict: a quote left open runs to the end of the file
+            raise AnnotationError(
+                f"{path}:{start}: malformed CSV row ({exc}); is a quote left open?"
+            ) from None
+        if row is None:
+            break
+        where = f"{path}:{start}"
         if not row or all(not field.strip() for field in row):
             continue
+        if any("\n" in field or "\r" in field for field in row):
+            raise AnnotationError(f"{where}: a quoted field spans several lines; is a quote left open?")
         if len(row) != 2:
             raise AnnotationError(
                 f"{where}: expected 2 fields 'id,name', got {len(row)} {row!r} (quote names that contain commas)"

@@ -223,14 +223,36 @@ class TestTransform:
         step = (height - size) // 2  # top, bottom, middle
         return [(0, 0), (2 * step, 0), (step, 0)]
 
+    @property
+    def short_side(self) -> int:
+        return int(256 / 224 * self.input_size) if self.num_crops == 1 else self.input_size
+
+    def reduce(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 [...,3,H,W] → the short-side-resized frames cut to the region the crops cover (uint8).
+
+        Per frame or per clip, the numbers are the same (each frame is resized on its own), so a decoder applies
+        this to each frame as it is decoded and never holds full-resolution frames (``VideoReader.read``).
+        :meth:`finish` of the reduced clip is this transform's output: the crop boxes of the reduced region are
+        the original boxes, shifted to its corner.
+        """
+        video = resize_short_side(video, self.short_side)
+        boxes = self.crop_boxes(video.shape[-2], video.shape[-1])
+        top, left = min(t for t, _ in boxes), min(x for _, x in boxes)
+        bottom = max(t for t, _ in boxes) + self.input_size
+        right = max(x for _, x in boxes) + self.input_size
+        return video[..., top:bottom, left:right]
+
+    def finish(self, reduced: torch.Tensor) -> torch.Tensor:
+        """uint8 [T,3,h,w] from :meth:`reduce` → float32 [num_crops,T,3,S,S]."""
+        _check_video(reduced)
+        size = self.input_size
+        boxes = self.crop_boxes(reduced.shape[-2], reduced.shape[-1])
+        crops = torch.stack([reduced[..., top : top + size, left : left + size] for top, left in boxes])
+        return _normalize(crops, self.mean, self.std)  # [num_crops,T,3,S,S]
+
     def __call__(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_video(video)
-        short_side = int(256 / 224 * self.input_size) if self.num_crops == 1 else self.input_size
-        video = resize_short_side(video, short_side)
-        size = self.input_size
-        boxes = self.crop_boxes(video.shape[-2], video.shape[-1])
-        crops = torch.stack([video[..., top : top + size, left : left + size] for top, left in boxes])
-        return _normalize(crops, self.mean, self.std)  # [num_crops,T,3,S,S]
+        return self.finish(self.reduce(video))
 
 
 def build_train_transform(

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from ..errors import VificlipError
+
 
 @dataclasses.dataclass(frozen=True)
 class Topology:
@@ -35,12 +37,27 @@ class Topology:
         return self.rank == 0
 
 
-def pick_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    if spec == "auto":
+def pick_device(spec: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+    """The one device resolver: ``auto`` → CUDA when available, else CPU; anything else must exist here, or a
+    :class:`VificlipError` says what this machine has."""
+    if str(spec) == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(spec)
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise VificlipError(f"unknown device {str(spec)!r}; expected auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and device.index >= count:
+        have = f"only {count} CUDA device(s)" if count else "no CUDA device (or a CPU-only torch)"
+        raise VificlipError(
+            f"device {str(spec)!r} is not available: this machine has {have}; use --device cpu"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise VificlipError(f"device {str(spec)!r} is not available: no Apple MPS here; use --device cpu")
     return device
 
 

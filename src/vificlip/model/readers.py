@@ -61,7 +61,7 @@ def read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
     try:
         with safe_open(path, framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except (SafetensorError, OSError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise fail(
             path, f"unreadable safetensors file (truncated or corrupt?): {' '.join(str(exc).split())}"
         ) from None
@@ -74,21 +74,32 @@ def torch_load(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         reason = _unpickler_reason(str(exc))
-        if "GLOBAL" in reason:  # e.g. "GLOBAL os.system was not an allowed global by default."
-            raise fail(
-                path, f"holds objects other than weights, refused without running them ({reason})"
-            ) from None
+        # e.g. "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
+        if "GLOBAL" in reason:
+            raise fail(path, f"needs code to load ({reason}); refused for safety: vificlip reads weights only "
+                       "and never runs code from a checkpoint") from None  # fmt: skip
         raise fail(path, f"not a readable PyTorch checkpoint (truncated or corrupt?): {reason}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any parse error of foreign bytes (torch also tries safetensors)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise fail(path, f"not a readable PyTorch checkpoint (truncated or corrupt?): {first}") from None
+        raise fail(
+            path, f"not a readable PyTorch checkpoint (truncated or corrupt?): {first[:200]}"
+        ) from None
 
 
 def _unpickler_reason(message: str) -> str:
-    """The one informative line of torch's weights_only error (the rest is generic advice)."""
-    tail = message.split("WeightsUnpickler error:", 1)[-1]
-    lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    return lines[0].split(". Please use")[0].rstrip(".") if lines else "unreadable pickle"
+    """The one informative line of torch's weights_only error, without its generic advice (which suggests
+    ``weights_only=False``: exactly what must not be done with an untrusted file)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for number, line in enumerate(lines):
+        if "GLOBAL" in line or "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:")[-1].strip()
+            if not reason and number + 1 < len(lines):  # the reason is on the next line
+                reason = lines[number + 1]
+            if reason:
+                return reason.split(". Please use")[0].rstrip(".")
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation", "(")
+    useful = [line for line in lines if not line.startswith(advice)]
+    return useful[0].rstrip(".") if useful else "unreadable pickle"
 
 
 def read_torchscript(path: Path) -> StateDict:

@@ -54,8 +54,15 @@ def split_class_names(text: str) -> list[str]:
 
 def format_prompts(class_names: Sequence[str], template: str, replace_underscores: bool = False) -> list[str]:
     """One prompt per class; underscores stay unless asked (the reference feeds names verbatim)."""
-    if "{}" not in template:
-        raise ClassListError(f"template {template!r} has no '{{}}' placeholder for the class name")
+    if template.count("{}") != 1:
+        raise ClassListError(
+            f"template {template!r} must have exactly one '{{}}' placeholder for the class name"
+        )
+    try:
+        template.format("")
+    except (IndexError, KeyError, ValueError) as exc:  # other braces: "{0}", "{name}", a lone "{"
+        raise ClassListError(f"template {template!r} has braces other than one '{{}}' ({exc}); "
+                             "write a literal brace as '{{' or '}}'") from None  # fmt: skip
     names = [n.replace("_", " ") if replace_underscores else n for n in class_names]
     return [template.format(n) for n in names]
 

@@ -18,16 +18,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..atomic import atomic_path
-from ..data.decode import VideoDecodeError, open_video
-from ..data.sampling import test_indices
+from ..data.decode import VideoDecodeError, expand_videos
 from ..data.transforms import build_test_transform
 from ..errors import VificlipError
 from ..model.vificlip import ViFiCLIP
-from .predict import VideoRecognizer, find_videos, resolve_device
+from .predict import VideoRecognizer, read_clip, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +126,23 @@ class EmbeddingIndex:
             with safe_open(str(path), framework="pt") as handle:
                 info = json.loads((handle.metadata() or {})[META_KEY])
                 embeddings = handle.get_tensor("embeddings")
-        except (KeyError, OSError, ValueError, json.JSONDecodeError) as exc:
-            raise EmbeddingIndexError(f"{path}: not a vificlip embedding index ({exc})") from None
-        if info.get("format") != INDEX_FORMAT or info.get("version") != INDEX_VERSION:
+        except (KeyError, OSError, ValueError, SafetensorError) as exc:  # JSONDecodeError is a ValueError
+            detail = " ".join(str(exc).split())[:120] or type(exc).__name__
             raise EmbeddingIndexError(
-                f"{path}: unsupported index format {info.get('format')} v{info.get('version')}"
-            )
-        return cls(root=info["root"], model=info["model"], embeddings=embeddings, paths=list(info["paths"]),
-                   num_frames=list(info["num_frames"]), labels=list(info["labels"]))  # fmt: skip
+                f"{path}: not a vificlip embedding index (make one with `vificlip embed`): {detail}"
+            ) from None
+        if (
+            not isinstance(info, dict)
+            or info.get("format") != INDEX_FORMAT
+            or info.get("version") != INDEX_VERSION
+        ):
+            found = f"{info.get('format')} v{info.get('version')}" if isinstance(info, dict) else "no format"
+            raise EmbeddingIndexError(f"{path}: unsupported index format {found}")
+        try:
+            return cls(root=info["root"], model=info["model"], embeddings=embeddings, paths=list(info["paths"]),
+                       num_frames=list(info["num_frames"]), labels=list(info["labels"]))  # fmt: skip
+        except (KeyError, TypeError) as exc:
+            raise EmbeddingIndexError(f"{path}: damaged index metadata (missing {exc})") from None
 
 
 def parts_dir(path: Path) -> Path:
@@ -162,8 +170,15 @@ def video_label(relative: str) -> str:
 class _Videos(torch.utils.data.Dataset):
     """Decode + test sampling + transform per path, in DataLoader workers; a decode error is returned, not raised."""
 
-    def __init__(self, paths: list[Path], identity: dict, backend: str) -> None:
-        self.paths, self.identity, self.backend = paths, identity, backend
+    def __init__(
+        self, paths: list[Path], identity: dict, backend: str, allow_truncated: bool = False
+    ) -> None:
+        self.paths, self.identity, self.backend, self.allow_truncated = (
+            paths,
+            identity,
+            backend,
+            allow_truncated,
+        )
         self.transform = build_test_transform(
             identity["input_size"], identity["num_crops"], identity["normalization"]
         )
@@ -171,14 +186,14 @@ class _Videos(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, int, str]:
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, int, int, str]:
+        """(i, views [V,T,3,S,S] or None, frame count, frames missing, error)."""
         try:
-            with open_video(self.paths[i], backend=self.backend) as reader:
-                total = reader.num_frames
-                frames = reader.read(test_indices(total, self.identity["num_frames"]))  # uint8 [T,3,H,W]
+            clip = read_clip(self.paths[i], self.identity["num_frames"], self.transform, self.backend,
+                             self.allow_truncated)  # fmt: skip
         except VideoDecodeError as exc:
-            return i, None, 0, str(exc)
-        return i, self.transform(frames), total, ""  # [V,T,3,S,S]
+            return i, None, 0, 0, str(exc)
+        return i, clip.views, clip.num_frames, clip.missing_frames, ""
 
 
 @dataclass
@@ -189,6 +204,7 @@ class EmbedResult:
     added: int
     skipped: int  # already in the index
     failed: list[tuple[str, str]]  # (relative path, reason): unreadable videos, retried by the next run
+    truncated: list[str] = field(default_factory=list)  # embedded with missing frames (allow_truncated)
 
 
 def _check_resumable(index: EmbeddingIndex, root: str, identity: dict, out: Path) -> None:
@@ -264,13 +280,14 @@ def embed_folder(
     index = load_index(out) if resuming else EmbeddingIndex(str(folder), identity)
     _check_resumable(index, str(folder), identity, out)
     done = set(index.paths)
-    videos = [p for p in find_videos([folder]) if str(p.relative_to(folder)) not in done]
+    videos = [p for p in expand_videos(folder) if str(p.relative_to(folder)) not in done]
     loader = torch.utils.data.DataLoader(
-        _Videos(videos, identity, backend), batch_size=None, num_workers=workers
+        _Videos(videos, identity, backend, recognizer.allow_truncated), batch_size=None, num_workers=workers
     )
     writer = _PartWriter(index, out, flush_every)
     failed: list[tuple[str, str]] = []
-    for i, views, total, error in tqdm(
+    truncated: list[str] = []
+    for i, views, total, missing, error in tqdm(
         loader, total=len(videos), desc="embed", unit="video", disable=not progress
     ):
         relative = str(videos[i].relative_to(folder))
@@ -278,9 +295,12 @@ def embed_folder(
             log.warning("skipping %s", error)
             failed.append((relative, error))
             continue
+        if missing:
+            truncated.append(relative)
         writer.add(relative, recognizer.encode_video(views).float().cpu(), total)  # embedding [D]
     writer.merge()
-    return EmbedResult(index=index, added=len(index) - len(done), skipped=len(done), failed=failed)
+    return EmbedResult(index=index, added=len(index) - len(done), skipped=len(done), failed=failed,
+                       truncated=truncated)  # fmt: skip
 
 
 def load_search_model(

@@ -11,15 +11,17 @@ probabilities are averaged (the reference sums them, SPEC §4.1; the ranking is 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..data.decode import open_video
+from ..data.decode import VIDEO_SUFFIXES, expand_videos, is_frame_folder, open_video
 from ..data.sampling import test_indices
-from ..data.transforms import build_test_transform
+from ..data.transforms import TestTransform, build_test_transform
+from ..engine.distributed import pick_device
 from ..engine.runs import model_file
 from ..errors import VificlipError
 from ..model.loading import load_model
@@ -27,7 +29,10 @@ from ..model.prompt_io import is_prompt_file, load_prompts
 from ..model.vificlip import ViFiCLIP
 from ..model.zoo import resolve_checkpoint
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+log = logging.getLogger(__name__)
+
+#: the most frames one video may be sampled to (the paper uses 8-32); memory grows with it, not with the source
+MAX_FRAMES = 256
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,35 @@ class Prediction:
                                                for c, p in zip(self.classes, self.probabilities)]}  # fmt: skip
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; a device this machine lacks is a :class:`VificlipError`."""
+    return pick_device(device)
+
+
+def check_num_frames(num_frames: int) -> int:
+    if not isinstance(num_frames, int) or not 1 <= num_frames <= MAX_FRAMES:
+        raise VificlipError(f"the number of frames must be 1 … {MAX_FRAMES}, got {num_frames!r}")
+    return num_frames
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A video read for the test pipeline: ``views`` float [V,T,3,S,S], its frame count, frames missing."""
+
+    views: torch.Tensor
+    num_frames: int
+    missing_frames: int = 0
+
+
+def read_clip(
+    path: str | Path, num_frames: int, transform: TestTransform, backend: str = "auto",
+    allow_truncated: bool = False,
+) -> Clip:  # fmt: skip
+    """Decode the T test frames of one video, each reduced to the crops' region as soon as it is decoded (memory
+    grows with T × output size, not with the source resolution), then crop and normalise."""
+    with open_video(path, backend=backend, allow_truncated=allow_truncated) as reader:
+        frames = reader.read(test_indices(reader.num_frames, check_num_frames(num_frames)), transform.reduce)
+        return Clip(transform.finish(frames), reader.num_frames, reader.missing_frames)
 
 
 def load_video_tensor(
@@ -57,28 +86,30 @@ def load_video_tensor(
     num_crops: int = 1,
     normalization: str = "authors",
     backend: str = "auto",
+    allow_truncated: bool = False,
 ) -> torch.Tensor:
     """A video file (or frame folder) → float [V,T,3,S,S], V = num_crops, ready for ``encode_video``."""
-    with open_video(path, backend=backend) as reader:
-        frames = reader.read(test_indices(reader.num_frames, num_frames))  # uint8 [T,3,H,W]
     transform = build_test_transform(input_size=input_size, num_crops=num_crops, normalization=normalization)
-    return transform(frames)
+    return read_clip(path, num_frames, transform, backend, allow_truncated).views
 
 
-def find_videos(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders expanded recursively to their video files (sorted) and frame folders."""
+def find_videos(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """(videos, problems): files as given; folders expanded recursively to their video files and frame folders
+    (``VIDEO_SUFFIXES``, sorted). A path that does not exist or a folder without videos is a problem line, and
+    the other paths are still expanded."""
     found: list[Path] = []
+    problems: list[str] = []
     for entry in map(Path, paths):
         if not entry.exists():
-            raise FileNotFoundError(f"{entry}: no such video file or folder")
-        if entry.is_file() or any(entry.glob("img_*.jpg")):
+            problems.append(f"{entry}: no such video file or folder")
+        elif entry.is_file() or is_frame_folder(entry):
             found.append(entry)
-            continue
-        videos = sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        if not videos:
-            raise VificlipError(f"{entry}: folder holds no video files ({', '.join(VIDEO_SUFFIXES)})")
-        found.extend(videos)
-    return found
+        elif videos := expand_videos(entry):
+            found.extend(videos)
+        else:
+            problems.append(f"{entry}: folder holds no videos ({' '.join(sorted(VIDEO_SUFFIXES))}) "
+                            "and no img_<number>.jpg frames")  # fmt: skip
+    return found, problems
 
 
 class VideoRecognizer:
@@ -92,13 +123,20 @@ class VideoRecognizer:
         num_crops: int = 1,
         normalization: str = "authors",
         backend: str = "auto",
+        allow_truncated: bool = False,
     ) -> None:
-        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.num_frames = num_frames
+        self.num_frames = check_num_frames(num_frames)
         self.num_crops = num_crops
         self.normalization = normalization
         self.backend = backend
+        self.allow_truncated = allow_truncated
+        self.transform = build_test_transform(model.arch.image_size, num_crops, normalization)
+        self.truncated: list[
+            str
+        ] = []  # videos read with missing frames (allow_truncated): the counted warning
+        self.source = "the model"  # what to name in errors: load() sets the checkpoint path
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
@@ -109,8 +147,12 @@ class VideoRecognizer:
         """Path → [V,T,3,S,S]; a float tensor [T,3,S,S] or [V,T,3,S,S] passes through."""
         if isinstance(video, torch.Tensor):
             return video if video.ndim == 5 else video.unsqueeze(0)
-        return load_video_tensor(video, self.num_frames, self.model.arch.image_size, self.num_crops,
-                                 self.normalization, self.backend)  # fmt: skip
+        if not isinstance(video, (str, Path)):
+            raise VificlipError(f"a video is a path or a tensor, not {type(video).__name__}")
+        clip = read_clip(video, self.num_frames, self.transform, self.backend, self.allow_truncated)
+        if clip.missing_frames:
+            self.truncated.append(str(video))
+        return clip.views
 
     @torch.no_grad()
     def encode_video(self, video: str | Path | torch.Tensor) -> torch.Tensor:
@@ -124,13 +166,20 @@ class VideoRecognizer:
     def probabilities(self, video: str | Path | torch.Tensor, class_names: Sequence[str]) -> torch.Tensor:
         """[C] class probabilities: softmax per view, averaged over views."""
         views = self.video_tensor(video).to(self.device)
+        if isinstance(class_names, str) or not isinstance(class_names, Sequence):
+            raise VificlipError(f"class_names must be a list of names, not {type(class_names).__name__} "
+                                f"{str(class_names)[:40]!r}")  # fmt: skip
         with self._autocast():
             logits = self.model(views, class_names).float()  # [V, C]
+        if not torch.isfinite(logits).all():
+            raise VificlipError(f"{self.source} produced NaN or infinite scores: its weights are broken")
         return logits.softmax(dim=-1).mean(dim=0)
 
     def predict(
         self, video: str | Path | torch.Tensor, class_names: Sequence[str], top_k: int = 5
     ) -> Prediction:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise VificlipError(f"top_k must be an integer ≥ 1, got {top_k!r}")
         probs = self.probabilities(video, class_names)
         values, indices = probs.topk(min(top_k, len(class_names)))
         return Prediction(
@@ -159,4 +208,6 @@ def load(
             )
     else:
         model = load_model(path, base=base_path, template=template)
-    return VideoRecognizer(model, num_frames=num_frames, device=device, **pipeline)
+    recognizer = VideoRecognizer(model, num_frames=num_frames, device=device, **pipeline)
+    recognizer.source = str(path)
+    return recognizer

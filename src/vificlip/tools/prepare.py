@@ -8,11 +8,18 @@ sampled frame, which no CPU budget can sustain at the GPU's training rate. Prepa
 * a keyframe every ``gop`` frames (default 8), so reaching any frame decodes at most ``gop − 1`` others; H.264 is
   written with ``tune=fastdecode`` and no B-frames, which makes those decodes cheaper still;
 * the same frames at the same frame rate (frame i of the output is frame i of the source; no drops, no dups;
-  variable-frame-rate sources are re-timed at their average rate), no audio.
+  variable-frame-rate sources are re-timed at their average rate), no audio;
+* upright pixels: a source's display rotation (phone videos) is applied to the frames and not written as a tag,
+  so every reader sees what a player shows.
+
+Sources are the files :data:`~vificlip.data.decode.VIDEO_SUFFIXES` names and ``img_*.jpg`` frame folders, as for
+``predict`` and ``embed``. A source with fewer frames than its container declares (a half-downloaded file) is
+unreadable unless ``allow_truncated`` (``--allow-truncated``) is set; then it is transcoded, and counted.
 
 File names are kept — ``<dst>/<listed path>`` — so the *same annotation files* point into the new root. The
 codec follows the container: H.264 (libx264) for .mp4/.avi/.mkv/.mov and the rest, VP9 for .webm (WebM cannot
-hold H.264). With ``--list``, only the listed videos are prepared and they are found like the dataset does
+hold H.264); suffixes whose container holds neither (.gif, .ogv, .dv …) get H.264 in Matroska under the same
+name (see ``MUXER_BY_SUFFIX``). With ``--list``, only the listed videos are prepared and they are found like the dataset does
 (per-class archives are resolved by basename), so the output is laid out exactly as the lists expect. Frame
 folders are copied as they are. Work runs in worker processes, is resumable (finished outputs are skipped;
 each output is written to a temp file and moved into place with ``os.replace``), and unreadable sources are
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -33,17 +41,16 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 from tqdm import tqdm
 
 from ..data.annotations import read_video_list
+from ..data.decode import VideoDecodeError, expand_videos, open_video
 from ..data.locate import locate_records
 from ..errors import VificlipError
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp", ".wmv"}
-)
 REPORT_NAME = "prepare_report.json"
 UNREADABLE_NAME = "unreadable.txt"
 # Fast, fixed VP9 settings for .webm targets (SSv2); quality roughly comparable to x264 crf 18-20 at this size.
@@ -61,6 +68,7 @@ class PrepareOptions:
     crf: int = 20
     preset: str = "veryfast"
     threads: int = 1
+    allow_truncated: bool = False  # the decoders' truncation policy (data/decode.py)
 
     def __post_init__(self) -> None:
         if self.short_side < 16 or self.short_side % 2:
@@ -87,6 +95,7 @@ class PrepareReport:
     transcoded: int = 0
     copied: int = 0
     skipped_existing: int = 0
+    truncated: list[str] = dataclasses.field(default_factory=list)  # transcoded with missing frames
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     missing: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
@@ -94,8 +103,9 @@ class PrepareReport:
     def summary(self) -> str:
         return (
             f"{self.total} videos: {self.transcoded} transcoded, {self.copied} frame folders copied, "
-            f"{self.skipped_existing} already done, {len(self.failed)} unreadable, {len(self.missing)} missing "
-            f"({self.seconds:.1f} s)"
+            f"{self.skipped_existing} already done, {len(self.failed)} unreadable, {len(self.missing)} missing"
+            + (f", {len(self.truncated)} truncated (used with missing frames)" if self.truncated else "")
+            + f" ({self.seconds:.1f} s)"
         )
 
 
@@ -105,6 +115,12 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     scale = min(1.0, short_side / min(width, height))
     sides = [min(2 * int(side * scale / 2 + 0.5), side - side % 2) for side in (width, height)]
     return max(2, sides[0]), max(2, sides[1])
+
+
+# Suffixes whose own container cannot hold H.264 (GIF, Ogg, DV, raw streams): the prepared clip is H.264 in
+# Matroska under the same name, so the annotation lists still point at it (decoders probe content, not names).
+MUXER_BY_SUFFIX = {".gif": "matroska", ".ogv": "matroska", ".ogg": "matroska", ".dv": "matroska",
+                   ".m2v": "matroska", ".y4m": "matroska", ".divx": "avi"}  # fmt: skip
 
 
 def _encoder(suffix: str, options: PrepareOptions) -> tuple[str, dict[str, str]]:
@@ -117,9 +133,32 @@ def _encoder(suffix: str, options: PrepareOptions) -> tuple[str, dict[str, str]]
     }  # fmt: skip
 
 
-def transcode_video(source: Path, target: Path, options: PrepareOptions) -> int:
-    """Re-encode ``source`` into ``target`` (format from ``target``'s suffix); returns the number of frames."""
+def _upright(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """``frame`` resized to ``width``×``height`` as shown (after its display rotation), rotated upright, yuv420p."""
+    turns = round(frame.rotation / 90) % 4
+    if not turns:
+        return frame.reformat(width=width, height=height, format="yuv420p", interpolation="BILINEAR")
+    coded = (height, width) if turns % 2 else (width, height)
+    image = frame.reformat(width=coded[0], height=coded[1], format="rgb24", interpolation="BILINEAR")
+    upright = np.ascontiguousarray(
+        np.rot90(image.to_ndarray(), turns)
+    )  # counter-clockwise, as players turn it
+    return av.VideoFrame.from_ndarray(upright, format="rgb24").reformat(format="yuv420p")
+
+
+def _decoded(container, video):
+    """Frames in order; the cut-off last packet of a truncated file (allowed by then) is not decoded."""
+    for packet in container.demux(video):
+        if not packet.is_corrupt:
+            yield from packet.decode()
+
+
+def transcode_video(source: Path, target: Path, options: PrepareOptions) -> tuple[int, int]:
+    """Re-encode ``source`` into ``target`` (format from ``target``'s suffix), upright; returns (frames written,
+    frames the source's container declares but does not have)."""
     codec, codec_options = _encoder(target.suffix, options)
+    with open_video(source, "pyav", allow_truncated=options.allow_truncated) as reader:  # the shared checks
+        missing = reader.missing_frames
     with av.open(str(source)) as container:
         if not container.streams.video:
             raise PrepareError(f"{source}: no video stream")
@@ -128,25 +167,26 @@ def transcode_video(source: Path, target: Path, options: PrepareOptions) -> int:
         rate = video.average_rate or video.guessed_rate or video.base_rate or Fraction(25)
         if video.codec_context.width <= 0 or video.codec_context.height <= 0:
             raise PrepareError(f"{source}: the video stream has no frame size")
-        width, height = output_size(video.codec_context.width, video.codec_context.height, options.short_side)
+        frames = _decoded(container, video)
+        first = next(frames, None)
+        if first is None:
+            raise PrepareError(f"{source}: no frames could be decoded")
+        shown = (first.height, first.width) if round(first.rotation / 90) % 2 else (first.width, first.height)
+        width, height = output_size(*shown, options.short_side)
         count = 0
-        with av.open(str(target), mode="w") as output:
+        with av.open(str(target), mode="w", format=MUXER_BY_SUFFIX.get(target.suffix.lower())) as output:
             rate = Fraction(rate).limit_denominator(100000)
             stream = output.add_stream(codec, rate=rate)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.codec_context.gop_size = options.gop
             stream.options = codec_options
-            for frame in container.decode(video):
-                resized = frame.reformat(
-                    width=width, height=height, format="yuv420p", interpolation="BILINEAR"
-                )
+            for frame in itertools.chain([first], frames):
+                resized = _upright(frame, width, height)
                 resized.pts, resized.time_base = count, 1 / rate
                 count += 1
                 output.mux(stream.encode(resized))
             output.mux(stream.encode(None))
-    if count == 0:
-        raise PrepareError(f"{source}: no frames could be decoded")
-    return count
+    return count, missing
 
 
 def _temp_path(target: Path) -> Path:
@@ -166,10 +206,10 @@ def run_job(job: PrepareJob, options: PrepareOptions) -> tuple[str, str, str]:
             shutil.copytree(job.source, temp)
             os.replace(temp, job.target)
             return "copied", job.relative, ""
-        frames = transcode_video(job.source, temp, options)
+        frames, missing = transcode_video(job.source, temp, options)
         os.replace(temp, job.target)
-        return "done", job.relative, str(frames)
-    except (av.FFmpegError, OSError, ValueError, PrepareError) as exc:
+        return ("truncated" if missing else "done"), job.relative, str(frames)
+    except (av.FFmpegError, OSError, ValueError, PrepareError, VideoDecodeError) as exc:
         if temp.is_dir():
             shutil.rmtree(temp, ignore_errors=True)
         else:
@@ -186,10 +226,7 @@ def plan_jobs(
     if source_root.resolve() == target_root.resolve():
         raise PrepareError(f"source and destination are the same folder ({source_root}); choose a new root")
     if not lists:
-        paths = sorted(
-            p for p in source_root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
-        )
-        paths = [p for p in paths if target_root.resolve() not in p.resolve().parents]
+        paths = [p for p in expand_videos(source_root) if target_root.resolve() not in p.resolve().parents]
         rel = [p.relative_to(source_root).as_posix() for p in paths]
         return [PrepareJob(p, target_root / r, r) for p, r in zip(paths, rel, strict=True)], []
     records = {r.path.as_posix(): r for path in lists for r in read_video_list(path)}  # dedupe across lists
@@ -261,6 +298,9 @@ def prepare_dataset(
         if status == "failed":
             report.failed.append((relative, detail))
             log.warning("unreadable, skipped: %s (%s)", relative, detail)
+        elif status == "truncated":
+            report.transcoded += 1
+            report.truncated.append(relative)
         else:
             setattr(report, counters[status], getattr(report, counters[status]) + 1)
         bar.update(1)

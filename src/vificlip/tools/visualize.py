@@ -227,13 +227,16 @@ def visualize_video(
     out_dir: str | Path,
 ) -> Visualization:
     """Rollout maps of one video's sampled frames → ``<stem>_attention.png`` (grid) and ``.gif`` in ``out_dir``."""
+    out = Path(out_dir)
+    try:  # before the model runs: an --out that names a file is the user's mistake, said in one line
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VificlipError(f"--out {out}: cannot be used as the output folder ({exc.strerror})") from None
     clip = recognizer.video_tensor(video)[:1]  # first view only: [1,T,3,S,S]
     probs = recognizer.probabilities(clip, class_names)  # [C]
     best = int(probs.argmax())
     shown, overlays, maps = rollout_overlays(recognizer, clip)
     title = f"{Path(str(video)).name}: {class_names[best]} ({float(probs[best]):.1%})"
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = Path(str(video)).stem
     png, gif = out / f"{stem}_attention.png", out / f"{stem}_attention.gif"
     save_grid_png(png, shown, overlays, title)
