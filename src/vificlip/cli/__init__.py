@@ -19,6 +19,7 @@ from . import (
     convert_cmd,
     demo_cmd,
     embed_cmd,
+    hub_cmd,
     predict_cmd,
     prepare_cmd,
     pretrain_cmd,
@@ -44,6 +45,7 @@ COMMAND_MODULES = (
     prepare_cmd,
     pretrain_cmd,
     demo_cmd,
+    hub_cmd,
 )
 
 

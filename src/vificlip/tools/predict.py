@@ -20,12 +20,11 @@ import torch
 from ..data.decode import open_video
 from ..data.sampling import test_indices
 from ..data.transforms import build_test_transform
-from ..engine.checkpoint import model_file
+from ..engine.resolve import resolve_optional, resolve_weights
 from ..errors import VificlipError
 from ..model.loading import load_model
 from ..model.prompt_io import is_prompt_file, load_prompts
 from ..model.vificlip import ViFiCLIP
-from ..model.zoo import resolve_checkpoint
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 
@@ -148,9 +147,9 @@ def load(
     template: str | None = None,
     **pipeline,
 ) -> VideoRecognizer:
-    """Load any supported checkpoint, training run folder, prompt artefact or built-in name as a video recogniser."""
-    path = model_file(resolve_checkpoint(checkpoint))  # a training run or checkpoint folder → its weights
-    base_path = model_file(resolve_checkpoint(base)) if base is not None else None
+    """Any supported checkpoint, run folder, prompt artefact, built-in or remote name as a video recogniser."""
+    path = resolve_weights(checkpoint)  # a name, run folder or checkpoint folder → its weights
+    base_path = resolve_optional(base)
     if is_prompt_file(path):  # bridge-and-prompt artefact: prompts on their recorded (or given) base
         model = load_prompts(path, base=base_path)
         if template is not None:

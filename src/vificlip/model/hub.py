@@ -1,0 +1,391 @@
+"""Checkpoints by name: ``hf-hub:ORG/REPO[@REV][:FILE]``, open_clip's ``TAG/MODEL`` and ``https://…#sha256=HEX``.
+
+Each name becomes local files in the standard Hugging Face cache (``HF_HOME``, ``HF_HUB_CACHE``) through
+``huggingface_hub``: its downloads show progress, retry with HTTP ranges, honour ``HF_ENDPOINT``, ``HF_TOKEN`` and
+``HF_HUB_OFFLINE``, and never leave a partial file under a cache name. Every failure becomes one
+:class:`HubError` line naming what was asked, what was tried and the way out. Nothing here parses weights: the
+loader (model/loading.py) judges the files it is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import VificlipError
+from .convert import CheckpointError, convert_open_clip_config
+from .loading import FOLDER_LAYOUTS
+
+HF_PREFIX = "hf-hub:"
+URL_PREFIXES = ("https://", "http://")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+WAY_OUT = ("use a local path, a warm cache with HF_HUB_OFFLINE=1, or run `vificlip download {name}` on a "
+           "connected machine and copy the cache (HF_HOME)")  # fmt: skip
+
+
+class HubError(VificlipError):
+    """A named checkpoint could not be fetched; the message says what was asked, tried, and the way out."""
+
+
+def is_remote_name(text: str) -> bool:
+    """``hf-hub:…`` or a URL: names that never mean a local path."""
+    return text.startswith(HF_PREFIX) or text.startswith(URL_PREFIXES)
+
+
+def fetch(name: str) -> Path:
+    """The local file or folder for a remote name (downloaded into the cache once)."""
+    if name.startswith(HF_PREFIX):
+        return fetch_hf(name)
+    if name.startswith(URL_PREFIXES):
+        return fetch_url(name)
+    tag_model = open_clip_name(name)
+    if tag_model is None:
+        raise HubError(f"{name!r} is not a checkpoint name (hf-hub:ORG/REPO, TAG/MODEL such as openai/ViT-B-16, "
+                       "or https://…#sha256=HEX)")  # fmt: skip
+    return fetch_open_clip(*tag_model)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split("\n\n")[-1].split()) or type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+def _constants():
+    from huggingface_hub import constants
+
+    return constants
+
+
+# ---- hf-hub:ORG/REPO[@REVISION][:FILE] -------------------------------------------------------------------------
+def parse_hf_name(name: str) -> tuple[str, str, str | None]:
+    """``hf-hub:org/repo@rev:dir/file.pth`` → (repo, revision, file); revision defaults to ``main``."""
+    body = name[len(HF_PREFIX) :]
+    repo_rev, _, filename = body.partition(":")
+    repo, _, revision = repo_rev.partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise HubError(f"{name!r}: expected hf-hub:ORG/REPO[@REVISION][:FILE]")
+    return repo, revision or "main", filename or None
+
+
+def _wanted_files(files: list[str]) -> list[str] | None:
+    """The config and weights of the first folder layout the repo holds (loading.FOLDER_LAYOUTS), else None."""
+    for config_name, (_fmt, weight_names) in FOLDER_LAYOUTS.items():
+        weights = next((w for w in weight_names if w in files), None)
+        if config_name in files and weights:
+            return [config_name, weights]
+    return None
+
+
+def _cached_folder(repo: str, revision: str) -> Path | None:
+    """The snapshot folder holding a complete layout in the cache, without any network call."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for config_name, (_fmt, weight_names) in FOLDER_LAYOUTS.items():
+        config = try_to_load_from_cache(repo, config_name, revision=revision)
+        if not isinstance(config, str):
+            continue
+        for weights in weight_names:
+            if isinstance(try_to_load_from_cache(repo, weights, revision=revision), str):
+                return Path(config).parent
+    return None
+
+
+def _check_blob(path: Path, name: str) -> None:
+    """Hub LFS blobs are named by their SHA-256: a download whose bytes differ is removed, not kept."""
+    blob = Path(os.path.realpath(path))
+    if not SHA256.fullmatch(blob.name):
+        return
+    digest = _sha256(blob)
+    if digest != blob.name:
+        blob.unlink(missing_ok=True)
+        Path(path).unlink(missing_ok=True)
+        raise HubError(f"{name}: downloaded {Path(path).name} has SHA-256 {digest[:12]}…, the Hub says "
+                       f"{blob.name[:12]}…; the bad file was removed, retry the download")  # fmt: skip
+
+
+def _hf_download(name: str, repo: str, filename: str, revision: str) -> Path:
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(repo, filename, revision=revision), str)
+    path = Path(hf_hub_download(repo, filename, revision=revision))
+    if not cached:
+        _check_blob(path, name)
+    return path
+
+
+def _repo_files(repo: str, revision: str) -> list[str] | None:
+    """The repo's file list, or None when the Hub cannot be reached (offline mode or no connection)."""
+    import httpx
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    try:
+        info = HfApi().model_info(repo, revision=revision)
+    except (OfflineModeIsEnabled, httpx.ConnectError, httpx.TimeoutException):
+        return None
+    return sorted(s.rfilename for s in info.siblings or [])
+
+
+def fetch_hf(name: str) -> Path:
+    """A file (``:FILE``) or the snapshot folder of a loadable layout; errors translated to one line."""
+    repo, revision, filename = parse_hf_name(name)
+    try:
+        if filename is not None:
+            return _hf_download(name, repo, filename, revision)
+        files = _repo_files(repo, revision)
+        if files is None:  # offline: whatever the cache holds
+            folder = _cached_folder(repo, revision)
+            if folder is None:
+                raise HubError(_offline_message(name))
+            return folder
+        wanted = _wanted_files(files)
+        if wanted is None:
+            layouts = "; ".join(f"{c} + {' or '.join(w)}" for c, (_f, w) in FOLDER_LAYOUTS.items())
+            raise HubError(f"{name}: no loadable model in the repo (files: {', '.join(files) or 'none'}); expected "
+                           f"{layouts}, or name one checkpoint file as {HF_PREFIX}{repo}:FILE")  # fmt: skip
+        paths = [_hf_download(name, repo, f, revision) for f in wanted]
+        return paths[-1].parent
+    except HubError:
+        raise
+    except Exception as exc:  # huggingface_hub's and httpx's errors → one line
+        raise _hf_error(name, repo, revision, filename, exc) from None
+
+
+def _offline_message(name: str) -> str:
+    c = _constants()
+    why = "HF_HUB_OFFLINE=1" if c.is_offline_mode() else f"cannot reach {c.ENDPOINT}"
+    return f"{name}: not in the cache ({c.HF_HUB_CACHE}) and {why}; {WAY_OUT.format(name=name)}"
+
+
+def _hf_error(name: str, repo: str, revision: str, filename: str | None, exc: Exception) -> HubError:
+    import httpx
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    token_hint = "set HF_TOKEN (or run `hf auth login`)"
+    if isinstance(exc, GatedRepoError):
+        return HubError(f"{name}: {repo} is gated; accept its terms on the Hub, then {token_hint}")
+    if isinstance(exc, RepositoryNotFoundError):
+        return HubError(f"{name}: repository {repo} not found on {_constants().ENDPOINT}, or private: check the "
+                        f"name, or {token_hint} with access to it")  # fmt: skip
+    if isinstance(exc, RevisionNotFoundError):
+        return HubError(f"{name}: revision {revision!r} not found in {repo}")
+    if isinstance(exc, LocalEntryNotFoundError | OfflineModeIsEnabled | httpx.TransportError):
+        return HubError(_offline_message(name))
+    if isinstance(exc, EntryNotFoundError):
+        try:
+            files = _repo_files(repo, revision)
+        except Exception:  # noqa: BLE001 - the listing only improves the message
+            files = None
+        listing = f" (files: {', '.join(files)})" if files else ""
+        return HubError(f"{name}: no file {filename!r} in {repo}@{revision}{listing}")
+    if isinstance(exc, HfHubHTTPError):
+        return HubError(f"{name}: the Hub answered {_first_line(exc)}")
+    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+        return HubError(f"{name}: download truncated ({_first_line(exc)}); nothing was kept, retry")
+    return HubError(f"{name}: download failed ({type(exc).__name__}: {_first_line(exc)})")
+
+
+# ---- https://…#sha256=HEX -------------------------------------------------------------------------------------
+def url_cache_dir() -> Path:
+    """URL downloads live beside the Hub cache, under ``$HF_HOME/vificlip/urls/<sha256>/``."""
+    return Path(_constants().HF_HOME) / "vificlip" / "urls"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_url(name: str) -> Path:
+    """Download once into the cache, verified against the SHA-256 in the fragment; a bad file is removed."""
+    url, _, fragment = name.partition("#")
+    expected = fragment[len("sha256=") :].lower() if fragment.startswith("sha256=") else ""
+    if not SHA256.fullmatch(expected):
+        raise HubError(f"{name}: a URL needs its file's checksum as #sha256=<64 hex digits>, so that what arrives "
+                       "can be verified (sha256sum FILE prints it)")  # fmt: skip
+    filename = Path(urlsplit(url).path).name or "checkpoint"
+    target = url_cache_dir() / expected / filename
+    if target.is_file():
+        return target
+    if _constants().is_offline_mode():
+        raise HubError(_offline_message(name))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{filename}.{uuid.uuid4().hex[:8]}.incomplete")
+    try:
+        _download(url, partial, name)
+        digest = _sha256(partial)
+        if digest != expected:
+            raise HubError(f"{name}: downloaded file has SHA-256 {digest[:12]}…, expected {expected[:12]}…; it was "
+                           "removed (a changed file or a wrong checksum)")  # fmt: skip
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+        if not any(target.parent.iterdir()):
+            target.parent.rmdir()
+    return target
+
+
+def _download(url: str, partial: Path, name: str) -> None:
+    # huggingface_hub's own streaming helper rather than a second HTTP client: the same progress bar, proxy and
+    # HF_HUB_OFFLINE handling, retries that resume with a Range request, and a size check against Content-Length.
+    # No Hub token is sent: the URL may be any host.
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.file_download import http_get
+
+    try:
+        with open(partial, "wb") as f:
+            http_get(url, f, displayed_filename=partial.name.split(".")[1])
+    except OfflineModeIsEnabled:
+        raise HubError(_offline_message(name)) from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise HubError(f"{name}: the server answered HTTP {status}; check the URL") from None
+    except OSError as exc:
+        if "Consistency check failed" in str(exc):
+            raise HubError(f"{name}: download truncated ({_first_line(exc)}); the partial file was removed, "
+                           "retry") from None  # fmt: skip
+        raise HubError(f"{name}: download failed ({_first_line(exc)}); {WAY_OUT.format(name=name)}") from None
+    except httpx.HTTPError as exc:
+        raise HubError(f"{name}: download failed ({type(exc).__name__}: {_first_line(exc)}); "
+                       f"{WAY_OUT.format(name=name)}") from None  # fmt: skip
+
+
+# ---- open_clip pretrained: TAG/MODEL ----------------------------------------------------------------------------
+def open_clip_name(name: str) -> tuple[str, str] | None:
+    """``openai/ViT-B-16`` → (tag, model) when open_clip's registry knows the model name, else None."""
+    if name.count("/") != 1 or is_remote_name(name):
+        return None
+    import open_clip
+
+    tag, model = name.split("/")
+    return (tag, model) if model in open_clip.list_models() else None
+
+
+def tower_problem(model: str) -> str | None:
+    """Why vificlip cannot run open_clip model ``model`` (None: a plain ViT CLIP it can run)."""
+    import open_clip
+
+    cfg = open_clip.get_model_config(model)
+    if cfg is None:
+        return "no model config in open_clip"
+    vision = cfg.get("vision_cfg") or {}
+    if vision.get("timm_model_name") or (cfg.get("text_cfg") or {}).get("hf_model_name"):
+        return "a timm or Hugging Face tower (vificlip runs open_clip's plain ViT and text transformer)"
+    if not isinstance(vision.get("layers"), int) or not vision.get("patch_size"):
+        return "a ResNet image tower (vificlip runs ViT towers)"
+    try:
+        convert_open_clip_config({"model_cfg": cfg})
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
+def runnable_open_clip_names() -> list[str]:
+    """Every ``TAG/MODEL`` of open_clip's pretrained registry that vificlip can run."""
+    import open_clip
+
+    ok: dict[str, bool] = {}
+    names = []
+    for model, tag in open_clip.list_pretrained():
+        if model not in ok:
+            ok[model] = tower_problem(model) is None
+        if ok[model]:
+            names.append(f"{tag}/{model}")
+    return names
+
+
+def open_clip_folder() -> Path:
+    """Where an open_clip pretrained name becomes a folder (its config from open_clip's registry + a link to the
+    weights in the Hub cache): ``$HF_HOME/vificlip/open_clip/<MODEL>--<TAG>/``."""
+    return Path(_constants().HF_HOME) / "vificlip" / "open_clip"
+
+
+def fetch_open_clip(tag: str, model: str) -> Path:
+    """Weights through open_clip's own registry and download (into the HF cache), as an open_clip hub folder.
+
+    The folder beside the weights records open_clip's model config with the pretrained tag's activation
+    (QuickGELU for OpenAI's weights), so the loader builds the same network open_clip would.
+    """
+    import open_clip
+
+    name = f"{tag}/{model}"
+    problem = tower_problem(model)
+    if problem is not None:
+        runnable = runnable_open_clip_names()
+        raise HubError(f"{name}: open_clip model {model} has {problem}; runnable names ({len(runnable)}): "
+                       f"{', '.join(runnable[:8])}, … (`vificlip models` lists all)")  # fmt: skip
+    pretrained = open_clip.get_pretrained_cfg(model, tag)
+    if not pretrained:
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        raise HubError(f"{name}: open_clip has no pretrained tag {tag!r} for {model}; its tags: "
+                       f"{', '.join(f'{t}/{model}' for t in tags) or 'none'}")  # fmt: skip
+    folder = open_clip_folder() / f"{model}--{tag}"
+    if folder.is_dir() and all(p.exists() for p in folder.iterdir()):
+        return folder
+    try:
+        weights = Path(open_clip.download_pretrained(pretrained))
+    except Exception as exc:  # open_clip wraps huggingface_hub's errors in FileNotFoundError / RuntimeError
+        cause = exc.__cause__ or exc
+        text = _first_line(exc)
+        if _constants().is_offline_mode() or "offline" in text.lower() or "connect" in text.lower():
+            raise HubError(_offline_message(name)) from None
+        raise HubError(f"{name}: open_clip could not download its weights ({type(cause).__name__}: "
+                       f"{text}); {WAY_OUT.format(name=name)}") from None  # fmt: skip
+    model_cfg = dict(open_clip.get_model_config(model))
+    model_cfg["quick_gelu"] = bool(pretrained.get("quick_gelu", model_cfg.get("quick_gelu", False)))
+    config_name, (_fmt, weight_names) = "open_clip_config.json", FOLDER_LAYOUTS["open_clip_config.json"]
+    link_name = weight_names[0] if weights.suffix == ".safetensors" else weight_names[-2]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
+    try:
+        (tmp / config_name).write_text(json.dumps({"model_cfg": model_cfg, "source": name}, indent=1))
+        (tmp / link_name).symlink_to(weights.resolve())
+        shutil.rmtree(folder, ignore_errors=True)
+        os.rename(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+# ---- what the cache holds -------------------------------------------------------------------------------------
+def cached_names() -> list[tuple[str, int, str]]:
+    """(name, bytes, path) of every model repo, URL download and open_clip name already in the caches."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    found: list[tuple[str, int, str]] = []
+    try:
+        for repo in scan_cache_dir(_constants().HF_HUB_CACHE).repos:
+            if repo.repo_type == "model":
+                found.append((f"{HF_PREFIX}{repo.repo_id}", repo.size_on_disk, str(repo.repo_path)))
+    except CacheNotFound:
+        pass
+    if url_cache_dir().is_dir():
+        for path in sorted(url_cache_dir().glob("*/*")):
+            if path.is_file() and not path.name.startswith("."):
+                found.append((f"{path.name}#sha256={path.parent.name}", path.stat().st_size, str(path)))
+    if open_clip_folder().is_dir():
+        for folder in sorted(open_clip_folder().iterdir()):
+            if "--" in folder.name and not folder.name.startswith("."):
+                model, tag = folder.name.split("--", 1)
+                found.append((f"{tag}/{model}", 0, str(folder)))
+    return found
