@@ -122,9 +122,9 @@ def model_card(model: ViFiCLIP, config: dict, facts: RunFacts, source: str, repo
 
 # {name}
 
-A **{method}** video recogniser (variant `{model.variant}`) in the format of
-[vificlip](https://github.com/muzairkhattak/ViFi-CLIP), the method of *Fine-tuned CLIP Models are Efficient Video
-Learners* (ViFi-CLIP, CVPR 2023): every frame goes through the CLIP image encoder, frame embeddings are averaged
+A **{method}** video recogniser (variant `{model.variant}`) for vificlip, which implements *Fine-tuned CLIP Models
+are Efficient Video Learners* (ViFi-CLIP, CVPR 2023; [paper](https://arxiv.org/abs/2212.03640), [the authors'
+code](https://github.com/muzairkhattak/ViFi-CLIP)): every frame goes through the CLIP image encoder, frame embeddings are averaged
 over time, class names go through the text encoder inside the prompt `{model.template}`, and the logits are the
 scaled cosine similarity.
 
