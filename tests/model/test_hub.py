@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import open_clip
@@ -265,7 +269,7 @@ def test_cli_reports_hub_errors_in_one_line_with_status_2(hub, tmp_path, capsys)
     assert "k400" in listing and "400 classes" in listing
 
 
-def test_convert_and_search_accept_names_and_run_folders(hub, repos, tmp_path):
+def test_convert_accepts_hub_names_for_the_source_and_its_base(hub, repos, tmp_path):
     out = tmp_path / "converted.safetensors"
     assert (
         main(["convert", "hf-hub:authors/vifi:k400_seed1.pth", str(out), "--base", "hf-hub:openclip/tiny"])
@@ -273,3 +277,35 @@ def test_convert_and_search_accept_names_and_run_folders(hub, repos, tmp_path):
     )
     expected = logits(repos["authors/vifi"] / "k400_seed1.pth", base=repos["openclip/tiny"])
     assert (logits(out) - expected).abs().max().item() <= 1e-5
+
+
+def test_predict_by_name_with_a_bundled_label_set(hub, indexed_video, capsys):
+    from vificlip.data.labelsets import read_label_set
+
+    video = indexed_video(8)
+    assert main(["predict", str(video), "--checkpoint", "hf-hub:openclip/tiny", "--labels", "hmdb51", "--frames", "2",
+                 "--device", "cpu", "--top-k", "51", "--json"]) == 0  # fmt: skip
+    top = json.loads(capsys.readouterr().out)["top_k"]
+    assert sorted(t["class"] for t in top) == sorted(read_label_set("hmdb51"))
+
+
+def test_a_real_process_honours_hf_endpoint_hf_home_and_hf_hub_offline(hub, tmp_path):
+    """The in-process tests patch huggingface_hub's constants; a fresh process reads the environment itself."""
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "home"),
+           "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
+    command = [sys.executable, "-m", "vificlip", "download", "hf-hub:openclip/tiny"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert str(tmp_path / "home" / "hub" / "models--openclip--tiny" / "snapshots") in done.stdout
+    hub.stop()
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+    warm = subprocess.run(
+        command + ["hf-hub:hf/tiny-clip"], env=offline, capture_output=True, text=True, timeout=120
+    )
+    assert warm.returncode == 2 and "hf-hub:openclip/tiny -> " in warm.stdout
+    assert (
+        warm.stderr.strip()
+        .splitlines()[-1]
+        .startswith("vificlip download: error: hf-hub:hf/tiny-clip: not in the cache")
+    )
+    assert "HF_HUB_OFFLINE=1" in warm.stderr

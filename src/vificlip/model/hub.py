@@ -97,6 +97,13 @@ def _cached_folder(repo: str, revision: str) -> Path | None:
     return None
 
 
+def _cached_file(repo: str, filename: str, revision: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename, revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
 def _check_blob(path: Path, name: str) -> None:
     """Hub LFS blobs are named by their SHA-256: a download whose bytes differ is removed, not kept."""
     blob = Path(os.path.realpath(path))
@@ -137,14 +144,20 @@ def fetch_hf(name: str) -> Path:
     """A file (``:FILE``) or the snapshot folder of a loadable layout; errors translated to one line."""
     repo, revision, filename = parse_hf_name(name)
     try:
-        if filename is not None:
-            return _hf_download(name, repo, filename, revision)
+        # One listing first: it fails fast without a network (huggingface_hub would retry each file for ~20 s
+        # with backoff before giving up on a cold cache), and it names the repo's files in errors.
         files = _repo_files(repo, revision)
-        if files is None:  # offline: whatever the cache holds
-            folder = _cached_folder(repo, revision)
-            if folder is None:
+        if files is None:  # offline or unreachable: whatever the cache holds
+            cached = _cached_file(repo, filename, revision) if filename else _cached_folder(repo, revision)
+            if cached is None:
                 raise HubError(_offline_message(name))
-            return folder
+            return cached
+        if filename is not None:
+            if filename not in files:
+                raise HubError(
+                    f"{name}: no file {filename!r} in {repo}@{revision} (files: {', '.join(files)})"
+                )
+            return _hf_download(name, repo, filename, revision)
         wanted = _wanted_files(files)
         if wanted is None:
             layouts = "; ".join(f"{c} + {' or '.join(w)}" for c, (_f, w) in FOLDER_LAYOUTS.items())
@@ -341,6 +354,9 @@ def fetch_open_clip(tag: str, model: str) -> Path:
     folder = open_clip_folder() / f"{model}--{tag}"
     if folder.is_dir() and all(p.exists() for p in folder.iterdir()):
         return folder
+    hub_repo = os.path.split(pretrained.get("hf_hub") or "")[0]
+    if hub_repo and not _open_clip_cached(hub_repo) and _repo_files(hub_repo, "main") is None:
+        raise HubError(_offline_message(name))  # fail fast: no network and nothing cached
     try:
         weights = Path(open_clip.download_pretrained(pretrained))
     except Exception as exc:  # open_clip wraps huggingface_hub's errors in FileNotFoundError / RuntimeError
@@ -364,6 +380,11 @@ def fetch_open_clip(tag: str, model: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _open_clip_cached(repo: str) -> bool:
+    """Whether any open_clip weight file of ``repo`` is in the Hub cache (then no probe is needed)."""
+    return any(_cached_file(repo, f, "main") for f in FOLDER_LAYOUTS["open_clip_config.json"][1])
 
 
 # ---- what the cache holds -------------------------------------------------------------------------------------
