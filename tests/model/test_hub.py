@@ -165,6 +165,10 @@ def test_open_clip_towers_we_cannot_run_are_refused_with_the_runnable_names():
         vificlip.load("openai/RN50")
     with pytest.raises(HubError, match=r"no pretrained tag 'nosuch'.*openai/ViT-B-16"):
         vificlip.load("nosuch/ViT-B-16")
+    with pytest.raises(
+        FileNotFoundError, match=r"not found; expected a file .*did you mean openai/ViT-B-16\?"
+    ):
+        vificlip.load("ViT-B-16/openai")
 
 
 def test_offline_warm_cache_works_and_cold_cache_fails_clearly(hub, repos, monkeypatch):
@@ -309,3 +313,23 @@ def test_a_real_process_honours_hf_endpoint_hf_home_and_hf_hub_offline(hub, tmp_
         .startswith("vificlip download: error: hf-hub:hf/tiny-clip: not in the cache")
     )
     assert "HF_HUB_OFFLINE=1" in warm.stderr
+
+
+def test_config_keys_take_names_model_checkpoint_and_init_from(hub, repos):
+    from vificlip.engine.builders import build_model
+    from vificlip.engine.config import ModelConfig
+
+    def same(a, b) -> bool:
+        return all(
+            torch.equal(x, y) for x, y in zip(a.clip.state_dict().values(), b.clip.state_dict().values())
+        )
+
+    hf = vificlip.load(repos["hf/tiny-clip"], device="cpu").model
+    authors = vificlip.load(
+        repos["authors/vifi"] / "k400_seed1.pth", base=repos["openclip/tiny"], device="cpu"
+    ).model
+    assert not same(hf, authors)  # different weights (seeds 1 and 2), so the checks below can fail
+    assert same(build_model(ModelConfig(checkpoint="hf-hub:hf/tiny-clip")), hf)
+    initialised = build_model(ModelConfig(checkpoint="hf-hub:hf/tiny-clip", base_checkpoint="hf-hub:openclip/tiny",
+                                          init_from="hf-hub:authors/vifi:k400_seed1.pth"))  # fmt: skip
+    assert same(initialised, authors)

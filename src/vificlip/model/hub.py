@@ -9,7 +9,6 @@ loader (model/loading.py) judges the files it is given.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -220,11 +219,10 @@ def url_cache_dir() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    # the one hashing helper, imported here: prompt_io resolves names through zoo, which imports this module
+    from .prompt_io import file_sha256
+
+    return file_sha256(path)
 
 
 def fetch_url(name: str) -> Path:
@@ -291,6 +289,20 @@ def open_clip_name(name: str) -> tuple[str, str] | None:
 
     tag, model = name.split("/")
     return (tag, model) if model in open_clip.list_models() else None
+
+
+def swapped_hint(name: str) -> str:
+    """``ViT-B-16/openai`` → a hint to write ``openai/ViT-B-16`` (open_clip names are TAG/MODEL); else ''."""
+    if name.count("/") != 1 or is_remote_name(name):
+        return ""
+    import open_clip
+
+    model, tag = name.split("/")
+    return (
+        f"; open_clip names are TAG/MODEL: did you mean {tag}/{model}?"
+        if model in open_clip.list_models()
+        else ""
+    )
 
 
 def tower_problem(model: str) -> str | None:

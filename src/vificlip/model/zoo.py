@@ -44,4 +44,5 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
         return hub.fetch(key)
     raise FileNotFoundError(
         f"checkpoint {key!r} not found; expected {NAME_FORMS} (`vificlip models` lists the names)"
+        + hub.swapped_hint(key)
     )
