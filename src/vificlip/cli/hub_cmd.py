@@ -38,14 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     from ..data.labelsets import LABEL_SETS, read_label_set
-    from ..model import hub
+    from ..model import hub, pretrained
     from ..model.zoo import BUILTIN_CHECKPOINTS, NAME_FORMS
 
     print(f"Checkpoint names ({NAME_FORMS}):")
     print("\nbuilt-in (inside the package):")
     for name in BUILTIN_CHECKPOINTS:
         print(f"  {name}")
-    names = hub.runnable_open_clip_names()
+    names = pretrained.runnable_open_clip_names()
     shown = names if args.all else [n for n in names if n.startswith("openai/")]
     print(
         f"\nopen_clip pretrained, runnable ({len(names)}; {'all' if args.all else 'OpenAI, --all for all'}):"
@@ -55,7 +55,7 @@ def run_models(args: argparse.Namespace) -> int:
     print("\nlabel sets (--labels NAME):")
     for name in LABEL_SETS:
         print(f"  {name:14s} {len(read_label_set(name)):4d} classes")
-    cached = hub.cached_names()
+    cached = hub.cached_names() + pretrained.cached_open_clip()
     print("\ncached:" + ("" if cached else " nothing yet"))
     for name, size, path in cached:
         print(f"  {name}  {size / 1e6:.1f} MB  {path}" if size else f"  {name}  {path}")

@@ -1,4 +1,4 @@
-"""Checkpoints by name: ``hf-hub:ORG/REPO[@REV][:FILE]``, open_clip's ``TAG/MODEL`` and ``https://…#sha256=HEX``.
+"""Checkpoints by name: ``hf-hub:ORG/REPO[@REV][:FILE]`` and ``https://…#sha256=HEX`` (open_clip's names: pretrained.py).
 
 Each name becomes local files in the standard Hugging Face cache (``HF_HOME``, ``HF_HUB_CACHE``) through
 ``huggingface_hub``: its downloads show progress, retry with HTTP ranges, honour ``HF_ENDPOINT``, ``HF_TOKEN`` and
@@ -9,17 +9,13 @@ loader (model/loading.py) judges the files it is given.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import VificlipError
-from .convert import CheckpointError, convert_open_clip_config
 from .loading import FOLDER_LAYOUTS
 
 HF_PREFIX = "hf-hub:"
@@ -39,24 +35,16 @@ def is_remote_name(text: str) -> bool:
 
 
 def fetch(name: str) -> Path:
-    """The local file or folder for a remote name (downloaded into the cache once)."""
-    if name.startswith(HF_PREFIX):
-        return fetch_hf(name)
-    if name.startswith(URL_PREFIXES):
-        return fetch_url(name)
-    tag_model = open_clip_name(name)
-    if tag_model is None:
-        raise HubError(f"{name!r} is not a checkpoint name (hf-hub:ORG/REPO, TAG/MODEL such as openai/ViT-B-16, "
-                       "or https://…#sha256=HEX)")  # fmt: skip
-    return fetch_open_clip(*tag_model)
+    """The local file or folder for ``hf-hub:…`` or a URL (downloaded into the cache once)."""
+    return fetch_hf(name) if name.startswith(HF_PREFIX) else fetch_url(name)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split("\n\n")[-1].split()) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."
 
 
-def _constants():
+def hf_constants():
     from huggingface_hub import constants
 
     return constants
@@ -96,7 +84,7 @@ def _cached_folder(repo: str, revision: str) -> Path | None:
     return None
 
 
-def _cached_file(repo: str, filename: str, revision: str) -> Path | None:
+def cached_file(repo: str, filename: str, revision: str) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(repo, filename, revision=revision)
@@ -126,7 +114,7 @@ def _hf_download(name: str, repo: str, filename: str, revision: str) -> Path:
     return path
 
 
-def _repo_files(repo: str, revision: str) -> list[str] | None:
+def repo_files(repo: str, revision: str) -> list[str] | None:
     """The repo's file list, or None when the Hub cannot be reached (offline mode or no connection)."""
     import httpx
     from huggingface_hub import HfApi
@@ -145,11 +133,11 @@ def fetch_hf(name: str) -> Path:
     try:
         # One listing first: it fails fast without a network (huggingface_hub would retry each file for ~20 s
         # with backoff before giving up on a cold cache), and it names the repo's files in errors.
-        files = _repo_files(repo, revision)
+        files = repo_files(repo, revision)
         if files is None:  # offline or unreachable: whatever the cache holds
-            cached = _cached_file(repo, filename, revision) if filename else _cached_folder(repo, revision)
+            cached = cached_file(repo, filename, revision) if filename else _cached_folder(repo, revision)
             if cached is None:
-                raise HubError(_offline_message(name))
+                raise HubError(offline_message(name))
             return cached
         if filename is not None:
             if filename not in files:
@@ -170,8 +158,8 @@ def fetch_hf(name: str) -> Path:
         raise _hf_error(name, repo, revision, filename, exc) from None
 
 
-def _offline_message(name: str) -> str:
-    c = _constants()
+def offline_message(name: str) -> str:
+    c = hf_constants()
     why = "HF_HUB_OFFLINE=1" if c.is_offline_mode() else f"cannot reach {c.ENDPOINT}"
     return f"{name}: not in the cache ({c.HF_HUB_CACHE}) and {why}; {WAY_OUT.format(name=name)}"
 
@@ -192,30 +180,30 @@ def _hf_error(name: str, repo: str, revision: str, filename: str | None, exc: Ex
     if isinstance(exc, GatedRepoError):
         return HubError(f"{name}: {repo} is gated; accept its terms on the Hub, then {token_hint}")
     if isinstance(exc, RepositoryNotFoundError):
-        return HubError(f"{name}: repository {repo} not found on {_constants().ENDPOINT}, or private: check the "
+        return HubError(f"{name}: repository {repo} not found on {hf_constants().ENDPOINT}, or private: check the "
                         f"name, or {token_hint} with access to it")  # fmt: skip
     if isinstance(exc, RevisionNotFoundError):
         return HubError(f"{name}: revision {revision!r} not found in {repo}")
     if isinstance(exc, LocalEntryNotFoundError | OfflineModeIsEnabled | httpx.TransportError):
-        return HubError(_offline_message(name))
+        return HubError(offline_message(name))
     if isinstance(exc, EntryNotFoundError):
         try:
-            files = _repo_files(repo, revision)
+            files = repo_files(repo, revision)
         except Exception:  # noqa: BLE001 - the listing only improves the message
             files = None
         listing = f" (files: {', '.join(files)})" if files else ""
         return HubError(f"{name}: no file {filename!r} in {repo}@{revision}{listing}")
     if isinstance(exc, HfHubHTTPError):
-        return HubError(f"{name}: the Hub answered {_first_line(exc)}")
+        return HubError(f"{name}: the Hub answered {first_line(exc)}")
     if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
-        return HubError(f"{name}: download truncated ({_first_line(exc)}); nothing was kept, retry")
-    return HubError(f"{name}: download failed ({type(exc).__name__}: {_first_line(exc)})")
+        return HubError(f"{name}: download truncated ({first_line(exc)}); nothing was kept, retry")
+    return HubError(f"{name}: download failed ({type(exc).__name__}: {first_line(exc)})")
 
 
 # ---- https://…#sha256=HEX -------------------------------------------------------------------------------------
 def url_cache_dir() -> Path:
     """URL downloads live beside the Hub cache, under ``$HF_HOME/vificlip/urls/<sha256>/``."""
-    return Path(_constants().HF_HOME) / "vificlip" / "urls"
+    return Path(hf_constants().HF_HOME) / "vificlip" / "urls"
 
 
 def _sha256(path: Path) -> str:
@@ -236,8 +224,8 @@ def fetch_url(name: str) -> Path:
     target = url_cache_dir() / expected / filename
     if target.is_file():
         return target
-    if _constants().is_offline_mode():
-        raise HubError(_offline_message(name))
+    if hf_constants().is_offline_mode():
+        raise HubError(offline_message(name))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{filename}.{uuid.uuid4().hex[:8]}.incomplete")
     try:
@@ -266,148 +254,29 @@ def _download(url: str, partial: Path, name: str) -> None:
         with open(partial, "wb") as f:
             http_get(url, f, displayed_filename=partial.name.split(".")[1])
     except OfflineModeIsEnabled:
-        raise HubError(_offline_message(name)) from None
+        raise HubError(offline_message(name)) from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         raise HubError(f"{name}: the server answered HTTP {status}; check the URL") from None
     except OSError as exc:
         if "Consistency check failed" in str(exc):
-            raise HubError(f"{name}: download truncated ({_first_line(exc)}); the partial file was removed, "
+            raise HubError(f"{name}: download truncated ({first_line(exc)}); the partial file was removed, "
                            "retry") from None  # fmt: skip
-        raise HubError(f"{name}: download failed ({_first_line(exc)}); {WAY_OUT.format(name=name)}") from None
+        raise HubError(f"{name}: download failed ({first_line(exc)}); {WAY_OUT.format(name=name)}") from None
     except httpx.HTTPError as exc:
-        raise HubError(f"{name}: download failed ({type(exc).__name__}: {_first_line(exc)}); "
+        raise HubError(f"{name}: download failed ({type(exc).__name__}: {first_line(exc)}); "
                        f"{WAY_OUT.format(name=name)}") from None  # fmt: skip
-
-
-# ---- open_clip pretrained: TAG/MODEL ----------------------------------------------------------------------------
-def open_clip_name(name: str) -> tuple[str, str] | None:
-    """``openai/ViT-B-16`` → (tag, model) when open_clip's registry knows the model name, else None."""
-    if name.count("/") != 1 or is_remote_name(name):
-        return None
-    import open_clip
-
-    tag, model = name.split("/")
-    return (tag, model) if model in open_clip.list_models() else None
-
-
-def swapped_hint(name: str) -> str:
-    """``ViT-B-16/openai`` → a hint to write ``openai/ViT-B-16`` (open_clip names are TAG/MODEL); else ''."""
-    if name.count("/") != 1 or is_remote_name(name):
-        return ""
-    import open_clip
-
-    model, tag = name.split("/")
-    return (
-        f"; open_clip names are TAG/MODEL: did you mean {tag}/{model}?"
-        if model in open_clip.list_models()
-        else ""
-    )
-
-
-def tower_problem(model: str) -> str | None:
-    """Why vificlip cannot run open_clip model ``model`` (None: a plain ViT CLIP it can run)."""
-    import open_clip
-
-    cfg = open_clip.get_model_config(model)
-    if cfg is None:
-        return "no model config in open_clip"
-    vision = cfg.get("vision_cfg") or {}
-    if vision.get("timm_model_name") or (cfg.get("text_cfg") or {}).get("hf_model_name"):
-        return "a timm or Hugging Face tower (vificlip runs open_clip's plain ViT and text transformer)"
-    if not isinstance(vision.get("layers"), int) or not vision.get("patch_size"):
-        return "a ResNet image tower (vificlip runs ViT towers)"
-    try:
-        convert_open_clip_config({"model_cfg": cfg})
-    except CheckpointError as exc:
-        return str(exc)
-    return None
-
-
-def runnable_open_clip_names() -> list[str]:
-    """Every ``TAG/MODEL`` of open_clip's pretrained registry that vificlip can run."""
-    import open_clip
-
-    ok: dict[str, bool] = {}
-    names = []
-    for model, tag in open_clip.list_pretrained():
-        if model not in ok:
-            ok[model] = tower_problem(model) is None
-        if ok[model]:
-            names.append(f"{tag}/{model}")
-    return names
-
-
-def open_clip_folder() -> Path:
-    """Where an open_clip pretrained name becomes a folder (its config from open_clip's registry + a link to the
-    weights in the Hub cache): ``$HF_HOME/vificlip/open_clip/<MODEL>--<TAG>/``."""
-    return Path(_constants().HF_HOME) / "vificlip" / "open_clip"
-
-
-def fetch_open_clip(tag: str, model: str) -> Path:
-    """Weights through open_clip's own registry and download (into the HF cache), as an open_clip hub folder.
-
-    The folder beside the weights records open_clip's model config with the pretrained tag's activation
-    (QuickGELU for OpenAI's weights), so the loader builds the same network open_clip would.
-    """
-    import open_clip
-
-    name = f"{tag}/{model}"
-    problem = tower_problem(model)
-    if problem is not None:
-        runnable = runnable_open_clip_names()
-        raise HubError(f"{name}: open_clip model {model} has {problem}; runnable names ({len(runnable)}): "
-                       f"{', '.join(runnable[:8])}, … (`vificlip models` lists all)")  # fmt: skip
-    pretrained = open_clip.get_pretrained_cfg(model, tag)
-    if not pretrained:
-        tags = open_clip.list_pretrained_tags_by_model(model)
-        raise HubError(f"{name}: open_clip has no pretrained tag {tag!r} for {model}; its tags: "
-                       f"{', '.join(f'{t}/{model}' for t in tags) or 'none'}")  # fmt: skip
-    folder = open_clip_folder() / f"{model}--{tag}"
-    if folder.is_dir() and all(p.exists() for p in folder.iterdir()):
-        return folder
-    hub_repo = os.path.split(pretrained.get("hf_hub") or "")[0]
-    if hub_repo and not _open_clip_cached(hub_repo) and _repo_files(hub_repo, "main") is None:
-        raise HubError(_offline_message(name))  # fail fast: no network and nothing cached
-    try:
-        weights = Path(open_clip.download_pretrained(pretrained))
-    except Exception as exc:  # open_clip wraps huggingface_hub's errors in FileNotFoundError / RuntimeError
-        cause = exc.__cause__ or exc
-        text = _first_line(exc)
-        if _constants().is_offline_mode() or "offline" in text.lower() or "connect" in text.lower():
-            raise HubError(_offline_message(name)) from None
-        raise HubError(f"{name}: open_clip could not download its weights ({type(cause).__name__}: "
-                       f"{text}); {WAY_OUT.format(name=name)}") from None  # fmt: skip
-    model_cfg = dict(open_clip.get_model_config(model))
-    model_cfg["quick_gelu"] = bool(pretrained.get("quick_gelu", model_cfg.get("quick_gelu", False)))
-    config_name, (_fmt, weight_names) = "open_clip_config.json", FOLDER_LAYOUTS["open_clip_config.json"]
-    link_name = weight_names[0] if weights.suffix == ".safetensors" else weight_names[-2]
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
-    try:
-        (tmp / config_name).write_text(json.dumps({"model_cfg": model_cfg, "source": name}, indent=1))
-        (tmp / link_name).symlink_to(weights.resolve())
-        shutil.rmtree(folder, ignore_errors=True)
-        os.rename(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-def _open_clip_cached(repo: str) -> bool:
-    """Whether any open_clip weight file of ``repo`` is in the Hub cache (then no probe is needed)."""
-    return any(_cached_file(repo, f, "main") for f in FOLDER_LAYOUTS["open_clip_config.json"][1])
 
 
 # ---- what the cache holds -------------------------------------------------------------------------------------
 def cached_names() -> list[tuple[str, int, str]]:
-    """(name, bytes, path) of every model repo, URL download and open_clip name already in the caches."""
+    """(name, bytes, path) of every Hub model repo and URL download already in the cache."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
     found: list[tuple[str, int, str]] = []
     try:
-        for repo in scan_cache_dir(_constants().HF_HUB_CACHE).repos:
+        for repo in scan_cache_dir(hf_constants().HF_HUB_CACHE).repos:
             if repo.repo_type == "model":
                 found.append((f"{HF_PREFIX}{repo.repo_id}", repo.size_on_disk, str(repo.repo_path)))
     except CacheNotFound:
@@ -416,9 +285,4 @@ def cached_names() -> list[tuple[str, int, str]]:
         for path in sorted(url_cache_dir().glob("*/*")):
             if path.is_file() and not path.name.startswith("."):
                 found.append((f"{path.name}#sha256={path.parent.name}", path.stat().st_size, str(path)))
-    if open_clip_folder().is_dir():
-        for folder in sorted(open_clip_folder().iterdir()):
-            if "--" in folder.name and not folder.name.startswith("."):
-                model, tag = folder.name.split("--", 1)
-                found.append((f"{tag}/{model}", 0, str(folder)))
     return found

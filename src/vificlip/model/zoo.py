@@ -1,4 +1,4 @@
-"""Checkpoint names → local paths: built-in checkpoints shipped in the package, and remote names (model/hub.py).
+"""Checkpoint names → local paths: built-in checkpoints in the package, remote names (model/hub.py, pretrained.py).
 
 Name forms, tried in this order (docs/checkpoints.md):
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import VificlipError
-from . import hub
+from . import hub, pretrained
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -40,9 +40,10 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     path = Path(key).expanduser()
     if path.exists():
         return path
-    if hub.open_clip_name(key) is not None:
-        return hub.fetch(key)
+    tag_model = pretrained.open_clip_name(key)
+    if tag_model is not None:
+        return pretrained.fetch_open_clip(*tag_model)
     raise FileNotFoundError(
         f"checkpoint {key!r} not found; expected {NAME_FORMS} (`vificlip models` lists the names)"
-        + hub.swapped_hint(key)
+        + pretrained.swapped_hint(key)
     )
