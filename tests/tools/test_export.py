@@ -62,6 +62,17 @@ def test_export_of_a_run_loads_to_the_same_logits_and_carries_its_results(run_di
     assert "| final | 66.67 | 100.00 | 66.67 | 6 of 6 |" in card
     assert "name: b2n_toy" in card and "Fine-tuned CLIP Models are Efficient Video Learners" in card
     assert 'vificlip.load("hf-hub:ORG/REPO"' in card
+    recognizer = vificlip.load(out, device="cpu")  # the recorded pipeline becomes the default
+    assert (recognizer.num_frames, recognizer.normalization) == (4, "authors")
+    assert vificlip.load(run_dir, device="cpu").num_frames == 16
+
+
+def test_export_records_the_chosen_pipeline(run_dir, tmp_path):
+    out = tmp_path / "clip_norm"
+    assert main(["export", str(run_dir), str(out), "--frames", "8", "--normalization", "clip"]) == 0
+    recognizer = vificlip.load(out / "model.safetensors", device="cpu")
+    assert (recognizer.num_frames, recognizer.normalization) == (8, "clip")
+    assert vificlip.load(out, num_frames=2, normalization="authors", device="cpu").num_frames == 2
 
 
 def test_export_refuses_a_non_empty_folder_and_convert_accepts_run_folders(run_dir, tmp_path, capsys):

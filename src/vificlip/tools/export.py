@@ -24,13 +24,12 @@ from ..engine.protocols import METHODS, TABLE_FILE
 from ..errors import VificlipError
 from ..model.loading import FORMAT_VERSION, save_model
 from ..model.vificlip import ViFiCLIP
-from .predict import load
+from .predict import DEFAULT_FRAMES, load
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_JSON = "config.json"
 CARD_FILE = "README.md"
 TRAIN_RESULTS = "train_results.json"
-DEFAULT_FRAMES = 16  # the recogniser's default when the source is not a run folder
 
 CITATION = """@inproceedings{rasheed2023fine,
   title={Fine-tuned CLIP Models are Efficient Video Learners},
@@ -51,6 +50,21 @@ class RunFacts:
     config: RunConfig | None
     results_md: str | None
     train_results: dict | None
+
+
+def recorded_pipeline(weights: Path) -> dict:
+    """Frames and normalisation recorded by an export (``config.json`` beside our weights); {} for anything else."""
+    folder = weights if weights.is_dir() else weights.parent
+    config = folder / CONFIG_JSON
+    if not (folder / WEIGHTS_FILE).is_file() or not config.is_file():
+        return {}
+    try:
+        recorded = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(recorded, dict) or recorded.get("format") != "vificlip":
+        return {}  # e.g. a Hugging Face CLIPModel config
+    return {k: recorded[k] for k in ("num_frames", "normalization") if k in recorded}
 
 
 def run_facts(source: str) -> RunFacts:

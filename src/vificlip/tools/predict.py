@@ -26,6 +26,7 @@ from ..model.loading import load_model
 from ..model.prompt_io import is_prompt_file, load_prompts
 from ..model.vificlip import ViFiCLIP
 
+DEFAULT_FRAMES = 16  # segments per video when neither the caller nor the checkpoint says
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 
 
@@ -142,13 +143,23 @@ class VideoRecognizer:
 def load(
     checkpoint: str | Path,
     base: str | Path | None = None,
-    num_frames: int = 16,
+    num_frames: int | None = None,
     device: str = "auto",
     template: str | None = None,
     **pipeline,
 ) -> VideoRecognizer:
-    """Any supported checkpoint, run folder, prompt artefact, built-in or remote name as a video recogniser."""
+    """Any supported checkpoint, run folder, prompt artefact, built-in or remote name as a video recogniser.
+
+    ``num_frames`` and ``normalization`` default to what an exported folder records (``vificlip export``), else
+    16 frames and the authors' constants.
+    """
+    from .export import recorded_pipeline
+
     path = resolve_weights(checkpoint)  # a name, run folder or checkpoint folder → its weights
+    recorded = recorded_pipeline(path)
+    num_frames = num_frames or recorded.get("num_frames", DEFAULT_FRAMES)
+    if "normalization" in recorded:
+        pipeline.setdefault("normalization", recorded["normalization"])
     base_path = resolve_optional(base)
     if is_prompt_file(path):  # bridge-and-prompt artefact: prompts on their recorded (or given) base
         model = load_prompts(path, base=base_path)
