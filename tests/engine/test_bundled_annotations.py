@@ -16,7 +16,7 @@ import pytest
 from testkit import TINY_ARCH
 
 from vificlip.data.annotations import read_video_list
-from vificlip.data.labelsets import bundled_annotation_dir
+from vificlip.data.labelsets import bundled_annotation_dir, read_label_set
 from vificlip.data.synthetic import ObjectTrack, background, draw_objects
 from vificlip.data.writer import write_video
 from vificlip.engine import builders
@@ -44,6 +44,14 @@ def test_presets_read_the_bundled_files_and_annotation_dir_overrides(tmp_path):
     )
     cfg = load_config("b2n_hmdb", [f"data.annotation_dir={own}"])
     assert builders.class_names(plan_base2novel(cfg)[0][0].data) == names
+
+
+def test_config_labels_take_a_bundled_set_by_name():
+    cfg = load_config("b2n_hmdb", ["data.labels=ucf101-novel", "data.num_classes=50"])
+    assert (
+        builders.class_names(cfg.data) == read_label_set("ucf101-novel")
+        and len(read_label_set("ucf101-novel")) == 50
+    )
 
 
 def test_a_list_the_authors_do_not_ship_says_so():

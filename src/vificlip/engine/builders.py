@@ -16,6 +16,7 @@ import torch
 
 from ..data.annotations import read_labels, read_video_list, validate_records
 from ..data.dataset import VideoDataset
+from ..data.labelsets import LABEL_SETS, read_label_set
 from ..data.locate import resolve_records
 from ..data.presets import default_annotation_dir
 from ..data.records import VideoRecord
@@ -118,7 +119,13 @@ def annotation_path(data_cfg: DataConfig, relative: str | None, key: str) -> Pat
 
 
 def class_names(data_cfg: DataConfig, labels: str | None = None, key: str = "data.labels") -> list[str]:
-    names = read_labels(annotation_path(data_cfg, labels or data_cfg.labels, key))
+    wanted = labels or data_cfg.labels
+    # a bundled label set by name (k400, hmdb51-base, …) works wherever a label file does
+    names = (
+        read_label_set(wanted)
+        if wanted in LABEL_SETS
+        else read_labels(annotation_path(data_cfg, wanted, key))
+    )
     if data_cfg.num_classes is not None and labels is None and data_cfg.num_classes != len(names):
         raise ConfigError(
             f"data.num_classes is {data_cfg.num_classes} but {data_cfg.labels} lists {len(names)}"
