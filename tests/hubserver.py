@@ -9,6 +9,10 @@ It answers the requests huggingface_hub 1.x makes (read from its source):
 - errors as the Hub sends them: 404/401 with ``X-Error-Code`` (RepoNotFound, EntryNotFound, RevisionNotFound,
   GatedRepo), which ``hf_raise_for_status`` turns into its typed exceptions.
 
+Uploads (``HfApi.create_repo`` + ``upload_folder``) go through ``POST /api/repos/create``, ``/api/validate-yaml``,
+``/api/models/{repo}/preupload/{rev}`` (every file answered as a regular git upload, so no LFS round trip) and
+``/api/models/{repo}/commit/{rev}`` (NDJSON with base64 contents), and need the token.
+
 Plain URLs are served under ``/files/``. Switches per file: ``truncate`` (the body stops at half, with a matching
 Content-Length, so the size check against the HEAD fails), ``corrupt`` (same length, other bytes). Every request is
 logged in ``requests`` so tests can assert that a warm call made none.
@@ -16,6 +20,7 @@ logged in ``requests`` so tests can assert that a warm call made none.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -125,6 +130,41 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._route(head=False)
+
+    def do_POST(self) -> None:
+        self.fake.requests.append(f"POST {self.path}")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        if self.headers.get("Authorization") != f"Bearer {self.fake.token}":
+            return self._error(401, "Unauthorized", head=False)
+        if parts == ["api", "validate-yaml"]:
+            return self._json({"errors": [], "warnings": []})
+        if parts == ["api", "repos", "create"]:
+            request = json.loads(body)
+            repo_id = f"{request['organization']}/{request['name']}"
+            if repo_id in self.fake.repos:
+                return self._error(409, "RepoExists", head=False)
+            self.fake.add_repo(repo_id, {}, private=request.get("visibility") == "private")
+            return self._json({"url": f"{self.fake.endpoint}/{repo_id}"})
+        repo = self.fake.repos.get("/".join(parts[2:4]))
+        if parts[:2] != ["api", "models"] or repo is None or len(parts) < 6:
+            return self._error(404, "RepoNotFound", head=False)
+        if parts[4] == "preupload":
+            files = json.loads(body)["files"]
+            return self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                         for f in files]})  # fmt: skip
+        if parts[4] == "commit":
+            items = [json.loads(line) for line in body.splitlines() if line.strip()]
+            files = dict(repo.files)
+            for item in (i["value"] for i in items if i["key"] == "file"):
+                files[item["path"]] = base64.b64decode(item["content"])
+            repo_id = "/".join(parts[2:4])
+            sha = self.fake.add_repo(repo_id, files, gated=repo.gated, private=repo.private)
+            return self._json({"commitUrl": f"{self.fake.endpoint}/{repo_id}/commit/{sha}", "commitOid": sha})
+        self._error(404, "NoRoute", head=False)
+
+    def _json(self, payload: dict) -> None:
+        self._send(200, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
     def _route(self, head: bool) -> None:
         self.fake.requests.append(f"{self.command} {self.path}")

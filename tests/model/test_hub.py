@@ -332,3 +332,18 @@ def test_config_keys_take_names_model_checkpoint_and_init_from(hub, repos):
     initialised = build_model(ModelConfig(checkpoint="hf-hub:hf/tiny-clip", base_checkpoint="hf-hub:openclip/tiny",
                                           init_from="hf-hub:authors/vifi:k400_seed1.pth"))  # fmt: skip
     assert same(initialised, authors)
+
+
+def test_export_push_then_load_by_name_gives_the_source_logits(hub, repos, tmp_path, monkeypatch, capsys):
+    """The README's story for the authors' releases: fetch, export with its base, publish, load by name."""
+    out = tmp_path / "export"
+    command = ["export", "hf-hub:authors/vifi:k400_seed1.pth", str(out), "--base", "hf-hub:openclip/tiny",
+               "--push", "me/vifi-k400"]  # fmt: skip
+    assert main(command) == 2  # no token: the upload is refused, in one line
+    assert "push to me/vifi-k400 failed" in capsys.readouterr().err and "me/vifi-k400" not in hub.repos
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert main(command[:2] + [str(tmp_path / "again")] + command[3:]) == 0
+    assert f"pushed: {hub.endpoint}/me/vifi-k400/commit/" in capsys.readouterr().out
+    assert sorted(hub.repos["me/vifi-k400"].files) == ["README.md", "config.json", "model.safetensors"]
+    expected = logits(repos["authors/vifi"] / "k400_seed1.pth", base=repos["openclip/tiny"])
+    assert (logits("hf-hub:me/vifi-k400") - expected).abs().max().item() <= 1e-5
