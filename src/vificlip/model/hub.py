@@ -40,8 +40,15 @@ def fetch(name: str) -> Path:
 
 
 def first_line(exc: BaseException) -> str:
+    """An exception as one short line (huggingface_hub's messages span paragraphs; the last one says what failed)."""
     text = " ".join(str(exc).split("\n\n")[-1].split()) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."
+
+
+def truncated(exc: BaseException) -> str | None:
+    """'N of M bytes' when huggingface_hub's size check failed (a download cut short), else None."""
+    found = re.search(r"should be of size (\d+) but has size (\d+)", str(exc))
+    return f"{found.group(2)} of {found.group(1)} bytes" if found else None
 
 
 def hf_constants():
@@ -72,19 +79,15 @@ def _wanted_files(files: list[str]) -> list[str] | None:
 
 def _cached_folder(repo: str, revision: str) -> Path | None:
     """The snapshot folder holding a complete layout in the cache, without any network call."""
-    from huggingface_hub import try_to_load_from_cache
-
     for config_name, (_fmt, weight_names) in FOLDER_LAYOUTS.items():
-        config = try_to_load_from_cache(repo, config_name, revision=revision)
-        if not isinstance(config, str):
-            continue
-        for weights in weight_names:
-            if isinstance(try_to_load_from_cache(repo, weights, revision=revision), str):
-                return Path(config).parent
+        config = cached_file(repo, config_name, revision)
+        if config is not None and any(cached_file(repo, w, revision) for w in weight_names):
+            return config.parent
     return None
 
 
 def cached_file(repo: str, filename: str, revision: str) -> Path | None:
+    """The cached copy of one repo file at ``revision`` (a branch, tag or commit), without any network call."""
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(repo, filename, revision=revision)
@@ -195,8 +198,8 @@ def _hf_error(name: str, repo: str, revision: str, filename: str | None, exc: Ex
         return HubError(f"{name}: no file {filename!r} in {repo}@{revision}{listing}")
     if isinstance(exc, HfHubHTTPError):
         return HubError(f"{name}: the Hub answered {first_line(exc)}")
-    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
-        return HubError(f"{name}: download truncated ({first_line(exc)}); nothing was kept, retry")
+    if isinstance(exc, OSError) and truncated(exc):
+        return HubError(f"{name}: download truncated ({truncated(exc)} arrived); nothing was kept, retry")
     return HubError(f"{name}: download failed ({type(exc).__name__}: {first_line(exc)})")
 
 
@@ -229,7 +232,7 @@ def fetch_url(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{filename}.{uuid.uuid4().hex[:8]}.incomplete")
     try:
-        _download(url, partial, name)
+        _download(url, partial, name, filename)
         digest = _sha256(partial)
         if digest != expected:
             raise HubError(f"{name}: downloaded file has SHA-256 {digest[:12]}…, expected {expected[:12]}…; it was "
@@ -242,7 +245,7 @@ def fetch_url(name: str) -> Path:
     return target
 
 
-def _download(url: str, partial: Path, name: str) -> None:
+def _download(url: str, partial: Path, name: str, filename: str) -> None:
     # huggingface_hub's own streaming helper rather than a second HTTP client: the same progress bar, proxy and
     # HF_HUB_OFFLINE handling, retries that resume with a Range request, and a size check against Content-Length.
     # No Hub token is sent: the URL may be any host.
@@ -252,15 +255,15 @@ def _download(url: str, partial: Path, name: str) -> None:
 
     try:
         with open(partial, "wb") as f:
-            http_get(url, f, displayed_filename=partial.name.split(".")[1])
+            http_get(url, f, displayed_filename=filename)
     except OfflineModeIsEnabled:
         raise HubError(offline_message(name)) from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         raise HubError(f"{name}: the server answered HTTP {status}; check the URL") from None
     except OSError as exc:
-        if "Consistency check failed" in str(exc):
-            raise HubError(f"{name}: download truncated ({first_line(exc)}); the partial file was removed, "
+        if truncated(exc):
+            raise HubError(f"{name}: download truncated ({truncated(exc)} arrived); the partial file was removed, "
                            "retry") from None  # fmt: skip
         raise HubError(f"{name}: download failed ({first_line(exc)}); {WAY_OUT.format(name=name)}") from None
     except httpx.HTTPError as exc:
