@@ -14,8 +14,9 @@ Uploads (``HfApi.create_repo`` + ``upload_folder``) go through ``POST /api/repos
 ``/api/models/{repo}/commit/{rev}`` (NDJSON with base64 contents), and need the token.
 
 Plain URLs are served under ``/files/``. Switches per file: ``truncate`` (the body stops at half, with a matching
-Content-Length, so the size check against the HEAD fails), ``corrupt`` (same length, other bytes). Every request is
-logged in ``requests`` so tests can assert that a warm call made none.
+Content-Length, so the size check against the HEAD fails), ``corrupt`` (same length, other bytes), ``cut_once``
+(the first GET announces the full length, sends all but 1 kB and drops the connection, as a network failure does; the
+next one is served whole). Every request is logged in ``requests`` (with its Range header, if any).
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
     def _route(self, head: bool) -> None:
-        self.fake.requests.append(f"{self.command} {self.path}")
+        ranged = f" Range: {self.headers['Range']}" if self.headers.get("Range") else ""
+        self.fake.requests.append(f"{self.command} {self.path}{ranged}")
         path = self.path.split("?", 1)[0]
         parts = path.strip("/").split("/")
         if parts[:2] == ["api", "models"]:
@@ -220,6 +222,18 @@ class _Handler(BaseHTTPRequestHandler):
         body = data[start:]
         if mode == "truncate":
             body = body[: len(body) // 2]
+        if mode == "cut_once":
+            del self.fake.broken[key]
+            self.send_response(200)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(
+                body[:-1024]
+            )  # past huggingface_hub's 10 MB chunk, so it has something to resume
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if start:
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
             return self._send(206, body, headers)

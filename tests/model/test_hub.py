@@ -253,6 +253,9 @@ def test_404_401_and_repos_without_a_model_are_one_line_errors(hub, monkeypatch)
         with pytest.raises(HubError, match=pattern) as caught:
             logits(name)
         assert "\n" not in str(caught.value)
+    from huggingface_hub import constants
+
+    assert cache_files(Path(constants.HF_HUB_CACHE)) == []  # nothing written for any of them
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert logits("hf-hub:org/gated").shape == (2, 3)
     assert logits("hf-hub:org/private").shape == (2, 3)
@@ -350,3 +353,17 @@ def test_export_push_then_load_by_name_gives_the_source_logits(hub, repos, tmp_p
     assert sorted(hub.repos["me/vifi-k400"].files) == ["README.md", "config.json", "model.safetensors"]
     expected = logits(repos["authors/vifi"] / "k400_seed1.pth", base=repos["openclip/tiny"])
     assert (logits("hf-hub:me/vifi-k400") - expected).abs().max().item() <= 1e-5
+
+
+def test_an_interrupted_download_resumes_with_a_range_request(hub, repos):
+    assert (
+        repos["hf/tiny-clip"] / "model.safetensors"
+    ).stat().st_size > 10 << 20  # more than one 10 MB chunk
+    hub.broken["hf/tiny-clip/model.safetensors"] = "cut_once"
+    assert (logits("hf-hub:hf/tiny-clip") - logits(repos["hf/tiny-clip"])).abs().max().item() <= 1e-5
+    resumed = [
+        r
+        for r in hub.requests
+        if r.startswith("GET /hf/tiny-clip/resolve/main/model.safetensors Range: bytes=")
+    ]
+    assert len(resumed) == 1 and not resumed[0].endswith("bytes=0-"), hub.requests
