@@ -116,7 +116,7 @@ def fetch_open_clip(tag: str, model: str) -> Path:
     hub_repo = os.path.split(pretrained.get("hf_hub") or "")[0]
     if hub_repo and not _open_clip_cached(hub_repo) and repo_files(hub_repo, "main") is None:
         raise HubError(offline_message(name))  # fail fast: no network and nothing cached
-    try:
+    try:  # every entry of open_clip 3.3 has an hf_hub source, which it prefers: the download lands in the Hub cache
         weights = Path(open_clip.download_pretrained(pretrained))
     except Exception as exc:  # open_clip wraps huggingface_hub's errors in FileNotFoundError / RuntimeError
         cause = exc.__cause__ or exc
@@ -128,7 +128,9 @@ def fetch_open_clip(tag: str, model: str) -> Path:
     model_cfg = dict(open_clip.get_model_config(model))
     model_cfg["quick_gelu"] = bool(pretrained.get("quick_gelu", model_cfg.get("quick_gelu", False)))
     config_name, (_fmt, weight_names) = "open_clip_config.json", FOLDER_LAYOUTS["open_clip_config.json"]
-    link_name = weight_names[0] if weights.suffix == ".safetensors" else weight_names[-2]
+    # the link's name only selects the folder layout; the loader judges the bytes themselves
+    suffix = ".safetensors" if weights.suffix == ".safetensors" else ".bin"
+    link_name = next(w for w in weight_names if w.endswith(suffix))
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
     try:
