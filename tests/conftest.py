@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-from testkit import TINY_ARCH, indexed_frames
+import atexit
+import os
+import shutil
+import tempfile
 
-from vificlip.data.writer import write_video
-from vificlip.model import ClipArch, ViFiCLIP
+# Caches in a throw-away folder, set before anything imports huggingface_hub (it reads these once): tests never
+# write to the user's home, and a Hub request that a test forgot to point at its local server hits a closed port.
+_CACHE = tempfile.mkdtemp(prefix="vificlip-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, True)
+os.environ.update({"VIFICLIP_CACHE": os.path.join(_CACHE, "vificlip"), "HF_HOME": os.path.join(_CACHE, "hf"),
+                   "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_DISABLE_TELEMETRY": "1"})  # fmt: skip
+for _name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "XDG_CACHE_HOME"):
+    os.environ.pop(_name, None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from testkit import TINY_ARCH, indexed_frames  # noqa: E402
+
+from vificlip.data.writer import write_video  # noqa: E402
+from vificlip.model import ClipArch, ViFiCLIP  # noqa: E402
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from . import (
     convert_cmd,
     demo_cmd,
     embed_cmd,
+    hub_cmd,
     predict_cmd,
     prepare_cmd,
     pretrain_cmd,
@@ -47,6 +48,7 @@ COMMAND_MODULES = (
     pretrain_cmd,
     demo_cmd,
     serve_cmd,
+    hub_cmd,
 )
 
 

@@ -17,11 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "convert",
         help="convert an OpenAI / open_clip / Hugging Face / authors' checkpoint to vificlip's format",
-        description="Read SRC (format detected from the file; local files only) and write DST, one .safetensors "
+        description="Read SRC (any checkpoint name, file, folder or run folder; format detected from the file) and write DST, one .safetensors "
         "file with the full model and its architecture, variant and template. OpenAI TorchScript archives run "
         "code when loaded: convert only trusted ones.",
     )
-    p.add_argument("src", help="checkpoint file, or a Hugging Face CLIPModel / open_clip hub folder")
+    p.add_argument(
+        "src", help="checkpoint file or folder, run folder, or name (hf-hub:ORG/REPO, openai/ViT-B-16, …)"
+    )
     p.add_argument("dst", help="output file, e.g. vifi_k400.safetensors (replaced atomically)")
     p.add_argument("--base", "--base-checkpoint", dest="base",
                    help="CLIP checkpoint giving the token embedding the authors' .pth files lack")  # fmt: skip
@@ -36,9 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine.resolve import resolve_optional, resolve_weights
     from ..model.loading import build_model, load_clip_state_dict, save_model
 
-    state, info = load_clip_state_dict(args.src, base=args.base)
+    state, info = load_clip_state_dict(resolve_weights(args.src), base=resolve_optional(args.base))
     model = build_model(state, info, variant=args.variant, template=args.template, arch=args.arch,
                         quick_gelu=args.quick_gelu)  # fmt: skip
     path = save_model(model, args.dst)

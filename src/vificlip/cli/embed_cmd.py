@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.zoo import resolve_checkpoint
+    from ..engine.resolve import resolve_optional, resolve_weights
     from ..tools.embed import embed_folder, model_identity, plot_index
     from ..tools.predict import load
 
@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
-    checkpoint = resolve_checkpoint(args.checkpoint)
-    base = resolve_checkpoint(args.base_checkpoint) if args.base_checkpoint else None
+    checkpoint = resolve_weights(args.checkpoint)
+    base = resolve_optional(args.base_checkpoint)
     recognizer = load(checkpoint, base=base, num_frames=args.frames, device=args.device, template=args.template,
                       num_crops=args.crops, normalization=args.normalization, backend=args.backend,
                       allow_truncated=args.allow_truncated)  # fmt: skip

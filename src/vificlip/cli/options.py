@@ -8,11 +8,11 @@ import sys
 
 def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--checkpoint", required=True, help="checkpoint file/folder (any supported format) or built-in name"
-    )
-    p.add_argument(
-        "--base-checkpoint", help="base CLIP weights for the authors' checkpoints (no token embedding)"
-    )
+        "--checkpoint", required=True,
+        help="checkpoint file/folder/run folder or name (built-in, hf-hub:ORG/REPO, openai/ViT-B-16, URL#sha256=…)",
+    )  # fmt: skip
+    p.add_argument("--base-checkpoint", "--base", dest="base_checkpoint",
+                   help="base CLIP for the authors' checkpoints (no token embedding): a path or name")  # fmt: skip
 
 
 def add_class_arguments(p: argparse.ArgumentParser) -> None:

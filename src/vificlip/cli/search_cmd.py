@@ -21,14 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.zoo import resolve_checkpoint
+    from ..engine.resolve import resolve_optional
     from ..tools.embed import load_index, load_search_model, search
 
     if args.top_k < 1:
         raise VificlipError("--top-k must be at least 1")
     index = load_index(args.index)
-    checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
-    model = load_search_model(index, checkpoint, args.base_checkpoint, args.device)
+    checkpoint = resolve_optional(args.checkpoint)
+    model = load_search_model(index, checkpoint, resolve_optional(args.base_checkpoint), args.device)
     for rank, hit in enumerate(search(model, index, args.query, args.top_k), start=1):
         if args.json:
             print(

@@ -98,6 +98,18 @@ class DatasetPreset:
         return [name for name in self.files() if not self.path(annotation_dir, name).is_file()]
 
 
+def default_annotation_dir(dataset: str | None) -> Path | None:
+    """The paper's annotation files bundled with the package, for a built-in dataset preset (by name); else None.
+
+    A preset of one's own (a YAML path) or no preset at all has no default: its paths are the user's.
+    """
+    if dataset is None or str(dataset).lower() not in ALIASES:
+        return None
+    from .labelsets import bundled_annotation_dir
+
+    return bundled_annotation_dir()
+
+
 def list_dataset_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 

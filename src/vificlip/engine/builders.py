@@ -16,16 +16,17 @@ import torch
 
 from ..data.annotations import read_labels, read_video_list, validate_records
 from ..data.dataset import VideoDataset
+from ..data.labelsets import LABEL_SETS, read_label_set
 from ..data.locate import resolve_records
+from ..data.presets import default_annotation_dir
 from ..data.records import VideoRecord
 from ..data.splits import check_leakage
 from ..data.transforms import build_test_transform, build_train_transform
 from ..model.backbone import ArchitectureError, ClipArch, arch_by_name, build_clip
 from ..model.loading import load_model
 from ..model.vificlip import ViFiCLIP
-from ..model.zoo import resolve_checkpoint
 from .config import ConfigError, DataConfig, ModelConfig
-from .runs import model_file
+from .resolve import resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,10 @@ def _arch(model_cfg: ModelConfig) -> ClipArch | None:
     return arch_by_name(model_cfg.arch)
 
 
-def _checkpoint_path(name_or_path: str) -> Path:
-    return model_file(resolve_checkpoint(os.path.expanduser(name_or_path)))
-
-
 def load_weights(path: str, model_cfg: ModelConfig) -> ViFiCLIP:
     """Any checkpoint (file, run folder, built-in name) as a ViFiCLIP, with the config's architecture check."""
-    base = _checkpoint_path(model_cfg.base_checkpoint) if model_cfg.base_checkpoint else None
-    return load_model(_checkpoint_path(path), base=base, arch=_arch(model_cfg))
+    base = resolve_weights(model_cfg.base_checkpoint) if model_cfg.base_checkpoint else None
+    return load_model(resolve_weights(path), base=base, arch=_arch(model_cfg))
 
 
 def _with_prompts(model: ViFiCLIP, model_cfg: ModelConfig) -> ViFiCLIP:
@@ -109,15 +106,26 @@ def annotation_path(data_cfg: DataConfig, relative: str | None, key: str) -> Pat
     if not relative:
         raise ConfigError(f"{key}: not set; give an annotation file (--set {key}=PATH)")
     path = Path(os.path.expanduser(relative))
-    if data_cfg.annotation_dir and not path.is_absolute():
-        path = Path(os.path.expanduser(data_cfg.annotation_dir)) / path
+    # data.annotation_dir wins; a built-in dataset preset defaults to the paper's files shipped in the package
+    bundled = None if data_cfg.annotation_dir else default_annotation_dir(data_cfg.dataset)
+    folder = data_cfg.annotation_dir or bundled
+    if folder and not path.is_absolute():
+        path = Path(os.path.expanduser(folder)) / path
     if not path.is_file():
-        raise ConfigError(f"{key}: annotation file {path} does not exist")
+        where = (f" (not among the paper's annotation files bundled for {data_cfg.dataset}: the authors do not "
+                 "ship it; give your own with --set data.annotation_dir=DIR or an absolute path)") if bundled else ""  # fmt: skip
+        raise ConfigError(f"{key}: annotation file {path} does not exist{where}")
     return path
 
 
 def class_names(data_cfg: DataConfig, labels: str | None = None, key: str = "data.labels") -> list[str]:
-    names = read_labels(annotation_path(data_cfg, labels or data_cfg.labels, key))
+    wanted = labels or data_cfg.labels
+    # a bundled label set by name (k400, hmdb51-base, …) works wherever a label file does
+    names = (
+        read_label_set(wanted)
+        if wanted in LABEL_SETS
+        else read_labels(annotation_path(data_cfg, wanted, key))
+    )
     if data_cfg.num_classes is not None and labels is None and data_cfg.num_classes != len(names):
         raise ConfigError(
             f"data.num_classes is {data_cfg.num_classes} but {data_cfg.labels} lists {len(names)}"

@@ -265,10 +265,11 @@ class Trainer:
     def _save_prompt_artefact(self) -> None:
         """Bridge-and-prompt: also write the small file (prompts + identity of the frozen base, SPEC §1.5)."""
         from ..model.prompt_io import save_prompts
+        from .resolve import resolve_weights
 
         base = self.init_source or self.cfg.model.checkpoint
         path = save_prompts(self.model, self.run_dir / runs.PROMPTS_FILE,
-                            runs.model_file(base) if base else None,
+                            resolve_weights(base) if base else None,
                             metadata={"run": self.cfg.name, "classes": json.dumps(self.class_names)})  # fmt: skip
         log.info("prompts (%d parameters) written to %s", self.model.num_trainable_parameters(), path)
 

@@ -105,9 +105,7 @@ class Service:
         if len(index) and index.embeddings.shape[-1] != width:
             raise VificlipError(f"--index was made by a model with {index.embeddings.shape[-1]}-d embeddings; "
                                 f"--checkpoint gives {width}-d: pass the checkpoint that made the index")  # fmt: skip
-        from ..model.zoo import resolve_checkpoint
-
-        if index.model.get("sha256") != file_sha256(resolve_checkpoint(self.config.checkpoint)):
+        if index.model.get("sha256") != file_sha256(self.recognizer.source):  # the weights load() resolved
             log.warning(
                 "--index was made with another checkpoint than --checkpoint: search scores may mean little"
             )

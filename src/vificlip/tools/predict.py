@@ -22,17 +22,17 @@ from ..data.decode import VIDEO_SUFFIXES, expand_videos, is_frame_folder, open_v
 from ..data.sampling import test_indices
 from ..data.transforms import TestTransform, build_test_transform
 from ..engine.distributed import pick_device
-from ..engine.runs import model_file
+from ..engine.resolve import resolve_optional, resolve_weights
 from ..errors import VificlipError
 from ..model.loading import load_model
 from ..model.prompt_io import is_prompt_file, load_prompts
 from ..model.vificlip import ViFiCLIP
-from ..model.zoo import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
 #: the most frames one video may be sampled to (the paper uses 8-32); memory grows with it, not with the source
 MAX_FRAMES = 256
+DEFAULT_FRAMES = 16  # segments per video when neither the caller nor the checkpoint says
 
 
 @dataclass(frozen=True)
@@ -192,14 +192,24 @@ class VideoRecognizer:
 def load(
     checkpoint: str | Path,
     base: str | Path | None = None,
-    num_frames: int = 16,
+    num_frames: int | None = None,
     device: str = "auto",
     template: str | None = None,
     **pipeline,
 ) -> VideoRecognizer:
-    """Load any supported checkpoint, training run folder, prompt artefact or built-in name as a video recogniser."""
-    path = model_file(resolve_checkpoint(checkpoint))  # a training run or checkpoint folder → its weights
-    base_path = model_file(resolve_checkpoint(base)) if base is not None else None
+    """Any supported checkpoint, run folder, prompt artefact, built-in or remote name as a video recogniser.
+
+    ``num_frames`` and ``normalization`` default to what an exported folder records (``vificlip export``), else
+    16 frames and the authors' constants.
+    """
+    from .export import recorded_pipeline
+
+    path = resolve_weights(checkpoint)  # a name, run folder or checkpoint folder → its weights
+    recorded = recorded_pipeline(path)
+    num_frames = num_frames or recorded.get("num_frames", DEFAULT_FRAMES)
+    if "normalization" in recorded:
+        pipeline.setdefault("normalization", recorded["normalization"])
+    base_path = resolve_optional(base)
     if is_prompt_file(path):  # bridge-and-prompt artefact: prompts on their recorded (or given) base
         model = load_prompts(path, base=base_path)
         if template is not None:
