@@ -55,7 +55,8 @@ from .readers import (
     safetensors_header,
     torch_load,
 )
-from .vificlip import ViFiCLIP, default_template
+from .variants import DEFAULT_VARIANT
+from .vificlip import ViFiCLIP
 
 logger = logging.getLogger(__name__)
 
@@ -314,13 +315,6 @@ def _build_prompts(arch: ClipArch, info: CheckpointInfo) -> nn.Module:
     return prompts
 
 
-def _recorded_template(info: CheckpointInfo, variant: str | None) -> str | None:
-    """The file's template, unless it is just its variant's default and another variant was asked for."""
-    if variant is not None and info.template == default_template(info.variant or "vifi"):
-        return None  # e.g. a ViFi-CLIP file evaluated as zero-shot reads bare class names
-    return info.template
-
-
 def build_model(
     state: StateDict,
     info: CheckpointInfo,
@@ -340,14 +334,9 @@ def build_model(
         load_clip_weights(clip, state, str(info.path))
     except ArchitectureError as exc:
         raise CheckpointMismatchError(str(exc)) from None
-    model = ViFiCLIP(
-        clip,
-        arch,
-        variant=variant or info.variant or "vifi",
-        template=template if template is not None else _recorded_template(info, variant),
-        replace_underscores=bool(info.replace_underscores),
-        prompts=_build_prompts(arch, info),
-    )
+    model = ViFiCLIP(clip, arch, variant=info.variant or DEFAULT_VARIANT, template=info.template,
+                     replace_underscores=bool(info.replace_underscores), prompts=_build_prompts(arch, info))  # fmt: skip
+    model.set_variant(variant or model.variant, template)  # the one template rule (variants.template_for)
     logger.debug("loaded %s (%s) as %s", info.path, info.format, arch)
     return model.eval()
 

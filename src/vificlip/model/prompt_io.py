@@ -31,7 +31,7 @@ from ..atomic import atomic_path
 from ..errors import VificlipError
 from .backbone import ClipArch
 from .loading import load_model
-from .prompts import DeepPrompts, build_prompt_model
+from .prompts import DeepPrompts
 from .vificlip import ViFiCLIP
 from .zoo import resolve_checkpoint
 
@@ -191,7 +191,7 @@ def load_prompts(
     plain = ViFiCLIP(model.clip, model.arch, variant="prompt", template=meta.get("template", model.template),
                      replace_underscores=json.loads(meta.get("replace_underscores", "false")))  # fmt: skip
     try:
-        prompt_model = build_prompt_model(plain, **config)
+        prompt_model = plain.with_prompts(**config)
         prompt_model.prompts.load_state_dict(tensors)
     except (TypeError, RuntimeError) as exc:
         raise PromptFileError(f"{path}: prompts do not fit the base model ({exc})") from None
