@@ -128,3 +128,27 @@ def test_config_show_prints_the_effective_config(capsys):
     assert shown["train"]["accumulation_steps"] == 8 and shown["eval"]["final_num_crops"] == 3
     assert main(["config", "show", "missing_preset"]) == 2
     assert main(["config", "list"]) == 0 and "b2n_prompt_ssv2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "allowed"),
+    [
+        ("data.backend", "ffmpeg", "auto, pyav, torchcodec, decord, frames"),
+        ("model.variant", "both", "zeroshot, image, text, vifi, prompt"),
+        ("data.layout", "tree", "auto, flat, per-class"),
+        ("train.precision", "int8", "auto, bf16, fp16, fp32"),
+    ],
+)
+def test_choice_fields_are_checked_at_config_time_against_the_owners_list(key, bad, allowed):
+    with pytest.raises(ConfigError) as caught:
+        load_config("b2n_hmdb", [f"{key}={bad}"])
+    assert str(caught.value) == f"{key}: {bad!r} is not one of {allowed}"
+
+
+def test_choice_lists_are_the_owning_modules_lists():
+    from vificlip.data.decode import BACKENDS, available_backends
+    from vificlip.engine.config import CHOICES
+    from vificlip.model.variants import TRAINABLE
+
+    assert CHOICES["model.variant"] == tuple(TRAINABLE) and CHOICES["data.backend"] is BACKENDS
+    assert set(available_backends()) <= set(BACKENDS)

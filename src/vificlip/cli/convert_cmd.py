@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-VARIANTS = (
-    "vifi",
-    "image",
-    "text",
-    "zeroshot",
-    "prompt",
-)  # vificlip.model.variants.TRAINABLE (kept import-free)
+from ..model.variants import VARIANTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

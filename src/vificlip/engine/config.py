@@ -18,7 +18,12 @@ from typing import Any, Union
 import yaml
 
 from ..atomic import atomic_write_text
+from ..data.dataset import CLIP_MODES
+from ..data.decode import BACKENDS
+from ..data.locate import LAYOUTS
+from ..data.transforms import NORMALIZATIONS, NUM_CROPS
 from ..errors import VificlipError
+from ..model.variants import DEFAULT_VARIANT, VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,9 @@ class ModelConfig:
     )
     base_checkpoint: str | None = None  # base CLIP for checkpoints that lack the token embedding (authors')
     init_from: str | None = None  # weights only, loaded after building (e.g. K400 ViFi-CLIP for prompting)
-    variant: str = "vifi"  # vifi | image | text | zeroshot | prompt
+    variant: str = DEFAULT_VARIANT  # one of model.variants.VARIANTS
     template: str | None = None  # null = the variant's ("a photo of a {}." or "{}")
-    replace_underscores: bool = False
+    replace_underscores: bool | None = None  # null = the checkpoint's (false when it does not say)
     prompts: PromptConfig = dataclasses.field(default_factory=PromptConfig)
 
 
@@ -70,7 +75,7 @@ class DataConfig:
     input_size: int = 224
     num_workers: int = 4
     layout: str = "auto"  # flat | per-class | auto (resolve by basename)
-    backend: str = "auto"
+    backend: str = "auto"  # video decoder: one of data.decode.BACKENDS
     max_bad_fraction: float = 0.01
     normalization: str = "authors"  # authors (ImageNet, SPEC §2.7) | clip
     color_jitter: float = 0.8  # probability (SPEC §2.5)
@@ -342,15 +347,22 @@ def _build(cls: type, data: dict, prefix: str) -> Any:
 
 
 # ---- validation ---------------------------------------------------------------------------------------------
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # auto: bf16 on CUDA, fp32 on CPU
+SCHEDULES = (
+    "reference",
+    "shifted",
+)  # engine/optim.py: the reference's un-shifted cosine, or cosine after warmup
+# Every choice field and its allowed values, each list taken from the module that owns it.
 CHOICES = {
-    "model.variant": ("vifi", "image", "text", "zeroshot", "prompt"),
-    "data.layout": ("auto", "flat", "per-class"),
-    "data.normalization": ("authors", "clip"),
-    "data.clip_mode": ("even", "random"),
-    "train.precision": ("auto", "bf16", "fp16", "fp32"),
-    "optim.schedule": ("reference", "shifted"),
-    "eval.num_crops": (1, 3),
-    "eval.final_num_crops": (1, 3),
+    "model.variant": VARIANTS,
+    "data.layout": LAYOUTS,
+    "data.backend": BACKENDS,
+    "data.normalization": tuple(NORMALIZATIONS),
+    "data.clip_mode": CLIP_MODES,
+    "train.precision": PRECISIONS,
+    "optim.schedule": SCHEDULES,
+    "eval.num_crops": NUM_CROPS,
+    "eval.final_num_crops": NUM_CROPS,
 }
 POSITIVE = ("data.num_frames", "data.input_size", "train.epochs", "train.batch_size", "train.accumulation_steps",
             "train.eval_freq", "train.print_freq", "eval.num_clips", "eval.batch_size", "eval.final_num_clips",
@@ -365,11 +377,16 @@ def get_key(cfg: Any, dotted: str) -> Any:
     return cfg
 
 
-def validate(cfg: RunConfig) -> None:
-    """Range and choice checks that types cannot express; each error names the dotted key and the bad value."""
+def validate_choices(cfg: RunConfig) -> None:
+    """Every field of :data:`CHOICES` against its owner's list; the error names the key and the allowed values."""
     for key, allowed in CHOICES.items():
         if get_key(cfg, key) not in allowed:
             raise ConfigError(f"{key}: {get_key(cfg, key)!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range and choice checks that types cannot express; each error names the dotted key and the bad value."""
+    validate_choices(cfg)
     for key in POSITIVE:
         if not get_key(cfg, key) > 0:
             raise ConfigError(f"{key}: must be > 0, got {get_key(cfg, key)!r}")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..data.presets import load_dataset_preset
+from ..model.variants import FINE_TUNED
+from ..model.variants import title as variant_title
 from ..model.vificlip import ViFiCLIP
 from . import builders
 from .checkpoint import MODEL_FILE, pointer_dir, read_pointer
@@ -32,8 +34,10 @@ from .train import train
 
 log = logging.getLogger(__name__)
 
-METHODS = {"vifi": "ViFi-CLIP", "image": "CLIP image-FT", "text": "CLIP text-FT", "zeroshot": "Vanilla CLIP",
-           "prompt": "ViFi-CLIP + VL prompting"}  # fmt: skip
+# The protocols and their table titles: every list of protocol names (CLI choices, the demo) derives from this.
+TITLES = {"zeroshot": "Zero-shot (top-1, mean ± std over 3 splits)", "base2novel": "Base-to-novel (Base / Novel / HM)",
+          "fewshot": "Few-shot (all-way K-shot, top-1)", "supervised": "Fully supervised"}  # fmt: skip
+PROTOCOLS = tuple(TITLES)
 RESULTS_FILE = "results.json"
 TABLE_FILE = "results.md"
 
@@ -60,7 +64,7 @@ class ProtocolResult:
 
 
 def _method(cfg: RunConfig) -> str:
-    return METHODS[cfg.model.variant]
+    return variant_title(cfg.model.variant)
 
 
 def _input(cfg: RunConfig) -> str:
@@ -92,11 +96,7 @@ def _models(cfg: RunConfig, model: ViFiCLIP) -> dict[str, ViFiCLIP]:
     alpha = cfg.eval.wise_alpha
     # WiSE-FT blends fine-tuned CLIP weights with the starting ones; prompt models keep CLIP frozen, vanilla
     # CLIP was never tuned, so neither has anything to blend.
-    if (
-        alpha is not None
-        and cfg.model.variant not in ("zeroshot", "prompt")
-        and cfg.model.checkpoint is not None
-    ):
+    if alpha is not None and cfg.model.variant in FINE_TUNED and cfg.model.checkpoint is not None:
         zero_shot = builders.load_weights(cfg.model.checkpoint, cfg.model).to(next(model.parameters()).device)
         models["wise"] = wise_interpolate(zero_shot, model, alpha)
     return models
@@ -122,8 +122,9 @@ def _pm(values: Sequence[float]) -> str:
 def run_zeroshot(train_cfg: RunConfig, targets: dict[str, list[RunConfig]], output_dir: Path,
                  device: str = "auto", checkpoint: str | None = None) -> ProtocolResult:  # fmt: skip
     """Train ``train_cfg`` once (or take ``checkpoint``, or nothing for vanilla CLIP), evaluate every split."""
-    if checkpoint is not None:
-        model = builders.load_weights(checkpoint, train_cfg.model).to(init_distributed(device).device)
+    if checkpoint is not None:  # built as `vificlip eval` builds it: the config's variant and template apply
+        model_cfg = dataclasses.replace(train_cfg.model, checkpoint=checkpoint, init_from=None)
+        model = builders.build_model(model_cfg).to(init_distributed(device).device)
     else:
         model = _trained_model(train_cfg, device)
     models = _models(train_cfg, model)
@@ -290,9 +291,6 @@ def _final_of_training(cfg: RunConfig, views: str) -> EvalResult | None:
 
 
 # ---- one entry point ----------------------------------------------------------------------------------------
-PROTOCOLS = ("zeroshot", "base2novel", "fewshot", "supervised")
-
-
 def run_protocol(
     protocol: str,
     cfg: RunConfig,
@@ -336,10 +334,6 @@ def _finish(protocol: str, cfg: RunConfig, cells: dict, summary: dict, runs: lis
         atomic_write_text(output_dir / TABLE_FILE, markdown_table([result]))
     log.info("%s\n%s", protocol, markdown_table([result]))
     return result
-
-
-TITLES = {"zeroshot": "Zero-shot (top-1, mean ± std over 3 splits)", "base2novel": "Base-to-novel (Base / Novel / HM)",
-          "fewshot": "Few-shot (all-way K-shot, top-1)", "supervised": "Fully supervised"}  # fmt: skip
 
 
 def markdown_table(results: Sequence[ProtocolResult]) -> str:
