@@ -91,8 +91,10 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 30
     batch_size: int = 8  # per process, per micro-step
-    accumulation_steps: int = 1
-    paper_total_batch: int | None = None  # world × batch × accumulation the paper used; a mismatch warns
+    # The effective batch of one optimiser step (the reference's GPUs × batch × accumulation, SPEC §3.4). The
+    # engine derives accumulation = global_batch / (batch_size × world size), on any number of devices.
+    global_batch: int | None = None
+    accumulation_steps: int | None = None  # explicit: overrides global_batch (the consequence is logged)
     seed: int = 1024
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     grad_clip: float | None = None  # max global grad norm; the reference does not clip
@@ -364,8 +366,7 @@ CHOICES = {
     "eval.num_crops": NUM_CROPS,
     "eval.final_num_crops": NUM_CROPS,
 }
-POSITIVE = ("data.num_frames", "data.input_size", "train.epochs", "train.batch_size", "train.accumulation_steps",
-            "train.eval_freq", "train.print_freq", "eval.num_clips", "eval.batch_size", "eval.final_num_clips",
+POSITIVE = ("data.num_frames", "data.input_size", "train.epochs", "train.batch_size", "train.eval_freq", "train.print_freq", "eval.num_clips", "eval.batch_size", "eval.final_num_clips",
             "optim.lr", "optim.eps")  # fmt: skip
 NON_NEGATIVE = ("output.keep_every", "data.num_workers", "train.save_every_steps", "optim.weight_decay", "optim.warmup_epochs",
                 "train.mixup_alpha", "train.cutmix_alpha")  # fmt: skip
@@ -414,22 +415,47 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"model.prompts: the prompt variant needs n_text ≥ 1 and depth_text ≥ 1, got {p}")
     if any(k < 1 for k in cfg.protocol.shots):
         raise ConfigError(f"protocol.shots: every K must be ≥ 1, got {cfg.protocol.shots}")
+    validate_batch(cfg)  # after train.batch_size is known to be ≥ 1
 
 
-def total_batch(cfg: RunConfig, world_size: int) -> int:
-    return world_size * cfg.train.batch_size * cfg.train.accumulation_steps
+def validate_batch(cfg: RunConfig) -> None:
+    """``train.global_batch`` and ``train.accumulation_steps``: null or ≥ 1 (whether they divide needs the world)."""
+    for key in ("train.global_batch", "train.accumulation_steps"):
+        value = get_key(cfg, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"{key}: must be ≥ 1 or null, got {value!r}")
+    t = cfg.train
+    if t.accumulation_steps is None and t.global_batch is not None:
+        derive_accumulation(t.global_batch, t.batch_size, 1)  # no number of processes helps otherwise
 
 
-def check_total_batch(cfg: RunConfig, world_size: int) -> str | None:
-    """A warning when the effective batch differs from the paper's (SPEC §3.4): the LR is absolute."""
-    paper, ours = cfg.train.paper_total_batch, total_batch(cfg, world_size)
-    if paper is None or paper == ours:
-        return None
-    message = (f"effective batch is {world_size} processes × {cfg.train.batch_size} × "
-               f"{cfg.train.accumulation_steps} accumulation = {ours}, but the paper used {paper}; "
-               f"the LR is not rescaled (set train.accumulation_steps to keep {paper})")  # fmt: skip
-    log.warning(message)
-    return message
+def derive_accumulation(global_batch: int, per_device_batch: int, world_size: int) -> int:
+    """Micro-batches per optimiser step so that world_size × per_device_batch × steps = global_batch."""
+    per_step = per_device_batch * world_size
+    if global_batch % per_step:
+        raise ConfigError(
+            f"train.global_batch: {global_batch} is not a multiple of {world_size} process"
+            f"{'es' if world_size > 1 else ''} × train.batch_size {per_device_batch} = {per_step}; choose a "
+            f"batch_size (or number of processes) whose product divides {global_batch}, or set "
+            "train.accumulation_steps explicitly"
+        )
+    return global_batch // per_step
+
+
+def accumulation_steps(cfg: RunConfig, world_size: int) -> int:
+    """The accumulation a run uses: explicit ``train.accumulation_steps``, else derived from ``global_batch``
+    (1 when neither is set). An explicit value that misses the global batch logs what it changes: the LR is
+    absolute (SPEC §3.4), so a smaller effective batch takes more, noisier optimiser steps per epoch."""
+    t = cfg.train
+    if t.accumulation_steps is None:
+        return 1 if t.global_batch is None else derive_accumulation(t.global_batch, t.batch_size, world_size)
+    ours = world_size * t.batch_size * t.accumulation_steps
+    if t.global_batch is not None and ours != t.global_batch:
+        log.warning("train.accumulation_steps=%d overrides train.global_batch=%d: effective batch %d processes × "
+                    "%d × %d = %d, so each epoch takes %.3g× the optimiser steps of the reference, at the same LR "
+                    "(drop the override to keep %d)", t.accumulation_steps, t.global_batch, world_size,
+                    t.batch_size, t.accumulation_steps, ours, t.global_batch / ours, t.global_batch)  # fmt: skip
+    return t.accumulation_steps
 
 
 # ---- writing ------------------------------------------------------------------------------------------------
