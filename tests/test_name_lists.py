@@ -11,7 +11,7 @@ from vificlip.cli.protocol_cmd import choose_preset
 from vificlip.data.decode import BACKENDS
 from vificlip.data.presets import ALIASES
 from vificlip.engine.config import list_presets, load_config
-from vificlip.engine.protocols import PROTOCOLS, TITLES
+from vificlip.engine.report import PROTOCOLS, TITLES
 from vificlip.errors import VificlipError
 from vificlip.model.variants import TRAINABLE
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..data.presets import ALIASES
 from ..engine.config import list_presets, load_raw
-from ..engine.protocols import PROTOCOLS
+from ..engine.report import PROTOCOLS
 from ..errors import VificlipError
 from ..model.variants import DEFAULT_VARIANT, VARIANTS
 
@@ -107,7 +107,7 @@ def run_protocol_command(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from ..atomic import atomic_write_text
-    from ..engine.protocols import merge_reports
+    from ..engine.report import merge_reports
 
     table = merge_reports([Path(p) for p in args.runs])
     print(table)
