@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.loading import build_model, load_clip_state_dict, save_model
+    from ..model.formats import load_clip_state_dict
+    from ..model.loading import build_model, save_model
 
     state, info = load_clip_state_dict(args.src, base=args.base)
     model = build_model(state, info, variant=args.variant, template=args.template, arch=args.arch,

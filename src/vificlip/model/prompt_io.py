@@ -30,12 +30,12 @@ from safetensors.torch import save_file
 from ..atomic import atomic_path
 from ..errors import VificlipError
 from .backbone import ClipArch
+from .formats import PROMPT_FORMAT
 from .loading import load_model
 from .prompts import DeepPrompts
 from .vificlip import ViFiCLIP
 from .zoo import resolve_checkpoint
 
-PROMPT_FORMAT = "vificlip-prompts"
 PROMPT_FORMAT_VERSION = 1
 HASH_CHUNK_BYTES = 1 << 20
 
