@@ -108,3 +108,11 @@ def test_cycle_finder_sees_the_prompt_model_edge() -> None:
         "vificlip.cli.train_cmd",
         "vificlip.errors",
     }
+
+
+def test_one_file_sha256() -> None:
+    """Files are fingerprinted by one function (vificlip/digest.py); no module defines its own."""
+    owners = [
+        p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "def file_sha256" in p.read_text()
+    ]
+    assert owners == ["digest.py"]

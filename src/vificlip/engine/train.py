@@ -48,7 +48,7 @@ from .distributed import (
 from .evaluate import EvalSpec, autocast_context, evaluate_config, wise_interpolate
 from .logging import MetricsWriter, attach_file_logs, detach_file_logs, memory_mb, progress_bar
 from .metrics import EvalResult
-from .optim import LRSchedule, build_optimizer, clip_gradients
+from .optim import LRSchedule, build_optimizer, clip_gradients, steps_after
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class Trainer:
                 videos, targets = self.mixer(videos, labels)  # soft targets [B, C]
             else:
                 targets = smooth_one_hot(labels, len(self.class_names), cfg.label_smoothing)
-            final_micro = (micro + 1) % acc == 0
+            final_micro = steps_after(micro, acc)
             # Gradients are all-reduced once per optimiser step, not on every micro-batch (quirk 32).
             sync = contextlib.nullcontext() if final_micro or self.ddp is None else self.ddp.no_sync()
             with sync:
