@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from vificlip.cli import main
+from vificlip.engine.batch import accumulation_steps
 from vificlip.engine.config import (
     ConfigError,
-    accumulation_steps,
     config_differences,
     list_presets,
     load_config,

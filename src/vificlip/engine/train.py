@@ -30,9 +30,9 @@ from ..errors import VificlipError
 from ..model.vificlip import ViFiCLIP
 from . import builders
 from . import checkpoint as ckpt
+from .batch import accumulation_steps
 from .config import (
     RunConfig,
-    accumulation_steps,
     config_differences,
     read_run_config,
     save_config,
