@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench gpu-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/vificlip benchmark
+
+# GPU readiness in one table (docs/engine.md): paper-size benchmark (compile off/on), CUDA train → kill → resume →
+# eval, torchrun with NCCL. Without CUDA it says so and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python -m vificlip.tools.gpu_check --json gpu-check.json
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
