@@ -324,7 +324,7 @@ def test_convert_cli_round_trip(tmp_path, tiny_arch, tiny_state, base_file, vide
 
 
 def test_convert_cli_variant_choices_match_the_model():
-    assert set(convert_cmd.VARIANTS) == set(TRAINABLE)  # the CLI keeps a literal copy to import nothing heavy
+    assert set(convert_cmd.VARIANTS) == set(TRAINABLE)  # imported from model/variants.py, not copied
 
 
 @pytest.mark.parametrize("extra", [[], ["--arch", "ViT-B/16"]])
