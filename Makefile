@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: venv demo test lint format bench soak clean
+.PHONY: venv demo test lint format bench soak gpu-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # 20 SIGKILLs at random moments of a tiny run, --resume auto after each; must end with the uninterrupted weights.
 soak: $(STAMP)
 	$(BIN)/python benchmarks/soak_resume.py
+
+# GPU readiness in one table (docs/engine.md): paper-size benchmark (compile off/on), CUDA train → kill → resume →
+# eval, torchrun with NCCL. Without CUDA it says so and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python -m vificlip.tools.gpu_check --json gpu-check.json
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

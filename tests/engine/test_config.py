@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import yaml
 
 from vificlip.cli import main
+from vificlip.engine.batch import accumulation_steps
 from vificlip.engine.config import (
     ConfigError,
-    check_total_batch,
     config_differences,
     list_presets,
     load_config,
@@ -18,7 +16,7 @@ from vificlip.engine.config import (
     save_config,
 )
 
-# SPEC §3.12: (frames, batch, accumulation, paper total, epochs, LR, variant, final views)
+# SPEC §3.12: (frames, batch, accumulation on the authors' 8 GPUs, global batch, epochs, LR, variant, final views)
 EXPECTED = {
     "zeroshot_k400_vifi": (32, 4, 8, 256, 10, 8e-6, "vifi", (1, 1)),
     "zeroshot_k400_image": (32, 4, 8, 256, 10, 8e-6, "image", (1, 1)),
@@ -48,7 +46,7 @@ def test_every_preset_loads_and_common_values_match_the_reference():
 def test_presets_carry_the_papers_values(name):
     cfg = load_config(name)
     frames, batch, acc, total, epochs, lr, variant, views = EXPECTED[name]
-    got = (cfg.data.num_frames, cfg.train.batch_size, cfg.train.accumulation_steps, cfg.train.paper_total_batch,
+    got = (cfg.data.num_frames, cfg.train.batch_size, accumulation_steps(cfg, 8), cfg.train.global_batch,
            cfg.train.epochs, cfg.optim.lr, cfg.model.variant, (cfg.eval.final_num_clips, cfg.eval.final_num_crops))  # fmt: skip
     assert got == (frames, batch, acc, total, epochs, pytest.approx(lr), variant, views)
     assert 8 * batch * acc == total  # the paper's 8 GPUs
@@ -66,7 +64,7 @@ def test_base_inheritance_and_overrides(tmp_path):
     child = tmp_path / "child.yaml"
     child.write_text("base: b2n_hmdb\nname: mine\ntrain:\n  epochs: 3\n")
     cfg = load_config(child, ["optim.lr=8e-06", "train.batch_size='2'", "model.template=null"])
-    assert cfg.name == "mine" and cfg.train.epochs == 3 and cfg.train.accumulation_steps == 2  # base kept
+    assert cfg.name == "mine" and cfg.train.epochs == 3 and cfg.train.global_batch == 64  # base kept
     assert cfg.optim.lr == 8e-6 and cfg.train.batch_size == 2 and cfg.model.template is None
 
 
@@ -113,18 +111,34 @@ def test_resolved_config_round_trips_and_differences(tmp_path):
     assert config_differences(cfg, changed) == ["optim.lr: 2e-06 → 1e-05"]  # workers/output may change
 
 
-def test_total_batch_warning(caplog):
-    cfg = load_config("b2n_hmdb")
-    with caplog.at_level(logging.WARNING):
-        assert check_total_batch(cfg, 8) is None
-        message = check_total_batch(cfg, 1)
-    assert "= 8, but the paper used 64" in message and "paper used 64" in caplog.text
-
-
 def test_config_show_prints_the_effective_config(capsys):
     assert main(["config", "show", "supervised_k400_text", "--set", "train.epochs=2"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["model"]["variant"] == "text" and shown["train"]["epochs"] == 2
-    assert shown["train"]["accumulation_steps"] == 8 and shown["eval"]["final_num_crops"] == 3
+    assert shown["train"]["global_batch"] == 256 and shown["eval"]["final_num_crops"] == 3
     assert main(["config", "show", "missing_preset"]) == 2
     assert main(["config", "list"]) == 0 and "b2n_prompt_ssv2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "allowed"),
+    [
+        ("data.backend", "ffmpeg", "auto, pyav, torchcodec, decord, frames"),
+        ("model.variant", "both", "zeroshot, image, text, vifi, prompt"),
+        ("data.layout", "tree", "auto, flat, per-class"),
+        ("train.precision", "int8", "auto, bf16, fp16, fp32"),
+    ],
+)
+def test_choice_fields_are_checked_at_config_time_against_the_owners_list(key, bad, allowed):
+    with pytest.raises(ConfigError) as caught:
+        load_config("b2n_hmdb", [f"{key}={bad}"])
+    assert str(caught.value) == f"{key}: {bad!r} is not one of {allowed}"
+
+
+def test_choice_lists_are_the_owning_modules_lists():
+    from vificlip.data.decode import BACKENDS, available_backends
+    from vificlip.engine.config import CHOICES
+    from vificlip.model.variants import TRAINABLE
+
+    assert CHOICES["model.variant"] == tuple(TRAINABLE) and CHOICES["data.backend"] is BACKENDS
+    assert set(available_backends()) <= set(BACKENDS)

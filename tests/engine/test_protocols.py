@@ -7,7 +7,7 @@ import json
 import pytest
 
 from vificlip.cli import main
-from vificlip.engine import protocols
+from vificlip.engine import protocols, report
 from vificlip.engine.config import to_yaml
 from vificlip.engine.evaluate import EvalSpec
 from vificlip.engine.metrics import EvalResult
@@ -65,7 +65,7 @@ def test_fewshot_row_and_merged_report(scripted, toy_task, tmp_path):
     protocols.run_fewshot(
         {2: text_ft, 4: text_ft, 8: text_ft, 16: text_ft}, tmp_path / "fs_text", dataset="HMDB-51"
     )
-    merged = protocols.merge_reports([tmp_path / "fs", tmp_path / "fs_text"])
+    merged = report.merge_reports([tmp_path / "fs", tmp_path / "fs_text"])
     assert "| Method | Input | HMDB-51 K=2/4/8/16 |" in merged
     assert "| ViFi-CLIP | 4x32 | 57.2 / 62.7 / 64.5 / 66.8 |" in merged
     assert "| CLIP text-FT | 4x32 | 50.0 / 51.0 / 52.0 / 53.0 |" in merged
@@ -143,3 +143,55 @@ def test_rerunning_a_protocol_reuses_finished_trainings(toy_task, tmp_path, monk
     monkeypatch.setattr(protocols, "train", lambda *a, **k: pytest.fail("trained again"))
     again = protocols.run_fewshot({2: protocols._sub(cfg, tmp_path / "fs", "k2")}, tmp_path / "fs")
     assert again.cells == first.cells
+
+
+def _trained(toy_task, run_dir, top1s: list[float], overrides: dict | None = None):
+    """A config whose run folder holds a finished training that evaluated epochs 0, 1, … with these top-1s."""
+    cfg = toy_task.config(run_dir, overrides)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    evals = [{"epoch": e, **fake_result(t).to_json()} for e, t in enumerate(top1s)]
+    (run_dir / "train_results.json").write_text(
+        json.dumps({"evals": evals, "final": None, "checkpoint": None})
+    )
+    return cfg
+
+
+def test_results_carry_the_last_epoch_and_the_best_evaluated_epoch(scripted, toy_task, tmp_path):
+    scripted.update({"k2": 40.0, "k4": 45.0})  # the last epoch's model, scored after training
+    runs = {
+        2: _trained(toy_task, tmp_path / "k2", [30.0, 50.0, 40.0]),
+        4: _trained(toy_task, tmp_path / "k4", [45.0]),
+    }
+    result = protocols.run_fewshot(runs, tmp_path / "fs", dataset="HMDB-51")
+    assert result.summary["best"]["k2"] == {
+        "epoch": 1,
+        "top1": 50.0,
+        "top5": 100.0,
+        "last_epoch": 2,
+        "last_top1": 40.0,
+    }
+    table = (tmp_path / "fs" / "results.md").read_text()
+    assert "| ViFi-CLIP | 4x32 | 40.0 / 45.0 |" in table
+    assert "| ViFi-CLIP, best evaluated epoch | 4x32 | 50.0 / 45.0 |" in table
+    assert "last epoch (vificlip's default)" in table and "max_accuracy" in table
+
+    scripted.update(
+        {f"draw{i}_{half}": v for i in (1, 2, 3) for half, v in (("base", 70.0), ("novel", 50.0))}
+    )
+    draws = [_trained(toy_task, tmp_path / f"s{i}", [60.0, 80.0 + i, 70.0]) for i in (1, 2, 3)]
+    b2n = protocols.run_base2novel(draws, EvalSpec("novel"), tmp_path / "b2n", dataset="HMDB-51")
+    assert b2n.best_cells == {"HMDB-51": "82.0 / – / –"} and b2n.cells == {"HMDB-51": "70.0 / 50.0 / 58.3"}
+
+    scripted.update({"final_1x1": 61.0})
+    sup = protocols.run_supervised(_trained(toy_task, tmp_path / "sup", [55.0, 63.5, 61.0]), tmp_path / "sup")
+    assert sup.cells["Top-1"] == "61.0" and sup.best_cells["Top-1"] == "63.5 (epoch 1)"
+    assert report.load_result(tmp_path / "sup").best_cells == sup.best_cells  # read back from results.json
+
+
+def test_no_best_row_without_training_evaluations(scripted, toy_task, tmp_path):
+    scripted.update({"k2": 40.0})
+    result = protocols.run_fewshot({2: toy_task.config(tmp_path / "k2")}, tmp_path / "fs", dataset="HMDB-51")
+    assert (
+        result.best_cells is None
+        and "best evaluated epoch" not in (tmp_path / "fs" / "results.md").read_text()
+    )

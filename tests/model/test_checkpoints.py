@@ -26,13 +26,8 @@ from vificlip.cli import convert_cmd, main
 from vificlip.model import ViFiCLIP, build_clip
 from vificlip.model.backbone import load_clip_weights
 from vificlip.model.convert import CheckpointError, convert_authors, convert_hf_config, infer_prompt_config
-from vificlip.model.loading import (
-    CheckpointMismatchError,
-    detect_format,
-    load_clip_state_dict,
-    load_model,
-    save_model,
-)
+from vificlip.model.formats import detect_format, load_clip_state_dict
+from vificlip.model.loading import CheckpointMismatchError, load_model, save_model
 from vificlip.model.variants import TRAINABLE
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
@@ -329,7 +324,7 @@ def test_convert_cli_round_trip(tmp_path, tiny_arch, tiny_state, base_file, vide
 
 
 def test_convert_cli_variant_choices_match_the_model():
-    assert set(convert_cmd.VARIANTS) == set(TRAINABLE)  # the CLI keeps a literal copy to import nothing heavy
+    assert set(convert_cmd.VARIANTS) == set(TRAINABLE)  # imported from model/variants.py, not copied
 
 
 @pytest.mark.parametrize("extra", [[], ["--arch", "ViT-B/16"]])
@@ -343,3 +338,34 @@ def test_convert_cli_errors_exit_2_with_one_line(extra, tmp_path, tiny_state, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith("vificlip convert: error:") and str(src) in err and "\n" not in err
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_the_format_table_is_the_one_place_formats_are_defined(tmp_path, tiny_arch, tiny_state):
+    """detect_format, loading and the writers' coverage all come from model/formats.py's TABLE."""
+    from vificlip.model import formats
+
+    assert formats.FORMATS == ("vificlip", "openai-jit", "authors", "hf", "openai", "open_clip")
+    covered = {name.split()[0] for name in WRITERS} | {"vificlip"}
+    assert covered == set(formats.FORMATS)  # every row has a test writer (and every writer a row)
+    # Detection of a safetensors file reads its header only: a file whose tensor bytes are garbage is still named.
+    path = write_open_clip(tiny_state, tmp_path / "oc.safetensors")
+    header_len = int.from_bytes(path.read_bytes()[:8], "little")
+    path.write_bytes(path.read_bytes()[: 8 + header_len] + b"\x00" * (path.stat().st_size - 8 - header_len))
+    assert detect_format(path) == "open_clip"
+
+
+def test_a_new_row_is_all_a_format_needs(monkeypatch, tmp_path, tiny_arch, tiny_state, video):
+    """A format added as one row (here: open_clip weights renamed with a 'clip_' prefix) loads everywhere."""
+    from vificlip.model import formats
+
+    row = formats.Format(
+        "prefixed", "open_clip names with clip_", lambda s: any(k.startswith("clip_") for k in s.keys),
+        lambda s: {k.removeprefix("clip_"): v for k, v in s.payload.items()}, lambda s, _: {"quick_gelu": True},
+    )  # fmt: skip
+    monkeypatch.setattr(formats, "TABLE", (row, *formats.TABLE))
+    path = tmp_path / "p.safetensors"
+    save_file({f"clip_{k}": v.contiguous() for k, v in tiny_state.items()}, str(path))
+    assert detect_format(path) == "prefixed"
+    assert (
+        logits(load_model(path), video) - reference_logits(tiny_arch, tiny_state, video)
+    ).abs().max() <= 1e-5

@@ -24,8 +24,9 @@ from testkit import TINY_ARCH
 import vificlip
 from vificlip.cli import main
 from vificlip.model import ViFiCLIP, build_clip
+from vificlip.model.formats import detect_format
 from vificlip.model.hub import HubError, url_cache_dir
-from vificlip.model.loading import detect_format, save_model
+from vificlip.model.loading import save_model
 from vificlip.model.pretrained import cached_open_clip
 from vificlip.tools.export import export
 

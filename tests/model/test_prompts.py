@@ -14,7 +14,7 @@ from vificlip.errors import VificlipError
 from vificlip.model import ClipArch, ViFiCLIP, arch_by_name, build_clip
 from vificlip.model.loading import save_model
 from vificlip.model.prompt_io import PromptFileError, load_prompts, read_prompt_metadata, save_prompts
-from vificlip.model.prompts import DeepPrompts, PromptConfigError, build_prompt_model
+from vificlip.model.prompts import DeepPrompts, PromptConfigError
 
 CLASSES = ["jumping_jacks", "play guitar", "ApplyEyeMakeup"]
 
@@ -31,7 +31,7 @@ def make_base(arch: ClipArch, seed: int = 0) -> ViFiCLIP:
 
 
 def make_prompt_model(arch: ClipArch, n_v: int, n_t: int, d_v: int, d_t: int) -> ViFiCLIP:
-    model = build_prompt_model(make_base(arch), n_v, n_t, d_v, d_t)
+    model = make_base(arch).with_prompts(n_v, n_t, d_v, d_t)
     with torch.no_grad():  # large prompt values, so that any mistake in where they enter shows in the logits
         for p in model.prompts.parameters():
             p.normal_(0.0, 1.0)
@@ -89,8 +89,8 @@ def test_trainable_parameter_counts_vit_b16():
     arch = arch_by_name("ViT-B/16")
     with torch.device("meta"):  # shapes and flags only: no 150 M random numbers
         base = ViFiCLIP(build_clip(arch), arch)
-        b2n = build_prompt_model(base, 16, 16, 9, 9)
-        few_shot = build_prompt_model(ViFiCLIP(build_clip(arch), arch), 10, 10, 12, 12)
+        b2n = base.with_prompts(16, 16, 9, 9)
+        few_shot = ViFiCLIP(build_clip(arch), arch).with_prompts(10, 10, 12, 12)
     assert b2n.num_trainable_parameters() == 184_320
     assert few_shot.num_trainable_parameters() == 153_600
     assert {n for n, p in b2n.named_parameters() if p.requires_grad} == {
@@ -196,7 +196,7 @@ def test_gradient_checkpointing_gives_the_same_prompt_gradients(arch):
 def test_init_text_makes_the_context_those_words(arch):
     """n_t = 4 from "a photo of a", depth 1: the text side is exactly the hand-written template's."""
     base = make_base(arch)
-    model = build_prompt_model(base, 0, 4, 0, 1, init_text="a photo of a")
+    model = base.with_prompts(0, 4, 0, 1, init_text="a photo of a")
     plain = ViFiCLIP(
         model.clip, arch, variant="prompt", template="a photo of a {}.", replace_underscores=True
     )
@@ -228,10 +228,10 @@ def test_invalid_settings_are_refused_naming_the_field(arch, kwargs, field):
 def test_vanilla_zero_shot_never_carries_prompts(arch):
     base = make_base(arch)
     with pytest.raises(PromptConfigError, match="quirk 21"):
-        build_prompt_model(base, 2, 2, 1, 1, variant="zeroshot")
+        base.with_prompts(2, 2, 1, 1, variant="zeroshot")
     with pytest.raises(VificlipError, match="quirk 21"):
         ViFiCLIP(base.clip, arch, variant="zeroshot", prompts=DeepPrompts(arch, 2, 2, 1, 1))
-    model = build_prompt_model(base, 2, 2, 1, 1)
+    model = base.with_prompts(2, 2, 1, 1)
     with pytest.raises(VificlipError, match="quirk 21"):
         model.set_variant("zeroshot")
     assert model.variant == "prompt" and model.prompts.vision[0].requires_grad
@@ -288,3 +288,17 @@ def test_prompts_refuse_a_different_base(arch, tmp_path):
     assert load_prompts(path, verify=False).prompts.config() == model.prompts.config()
     with pytest.raises(PromptFileError, match="not a vificlip prompt file"):
         load_prompts(base_file, base=make_base(arch))
+
+
+@pytest.mark.parametrize(("n_v", "d_v"), [(0, 0), (2, 1), (3, 2), (2, 3)])
+def test_the_prompts_say_which_vision_rows_they_rewrite(arch, n_v, d_v):
+    """vision_rows_replaced (what attention rollout asks) is exactly what vision_block changes."""
+    model = make_prompt_model(arch, n_v, 2, d_v, 1)
+    tokens = 1 + arch.grid_size**2 + n_v
+    for index in range(arch.vision_layers):
+        x = torch.randn(2, tokens, arch.vision_width)
+        changed = (model.prompts.vision_block(index, x) != x).any(-1).any(0)
+        assert torch.nonzero(changed).flatten().tolist() == list(
+            model.prompts.vision_rows_replaced(index, tokens)
+        )
+    assert list(ViFiCLIP.from_arch(arch).prompts.vision_rows_replaced(1, tokens)) == []

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from vificlip.errors import VificlipError
 from vificlip.model import ClassListError, ViFiCLIP, arch_by_name
 from vificlip.model.text import tokenize
-from vificlip.model.vificlip import default_template
+from vificlip.model.variants import default_template
 
 CLASSES = ["dancing", "playing guitar on a very long stage under the lights", "swimming"]
 

@@ -11,7 +11,8 @@ import pytest
 from vificlip.cli import main
 from vificlip.data.synthetic_benchmark import Benchmark
 from vificlip.engine.protocols import ProtocolResult
-from vificlip.tools.demo import VARIANTS, DemoPlan, DemoResult, schedule
+from vificlip.model.variants import VARIANTS
+from vificlip.tools.demo import DemoPlan, DemoResult, schedule
 from vificlip.tools.demo_report import claims
 
 
@@ -49,6 +50,27 @@ def test_schedule_trains_the_bridge_before_any_prompt_row():
     assert order.index(("zeroshot", "vifi")) < order.index(("base2novel", "prompt"))
     assert ("zeroshot", "prompt") not in order and len(order) == 4 + 2 * len(VARIANTS)
     assert schedule(DemoPlan(Path("x"), variants=("prompt",)))[0] == ("zeroshot", "vifi")
+
+
+def test_a_row_runs_through_the_engine_dispatch_and_an_unknown_protocol_is_an_error(monkeypatch, tmp_path):
+    from vificlip.engine.config import load_config
+    from vificlip.engine.protocols import ConfigError
+    from vificlip.tools import demo
+
+    cfg = load_config("b2n_hmdb", [f"output.dir={tmp_path}"])
+    monkeypatch.setattr(demo, "build_config", lambda *args: cfg)
+    calls = []
+    monkeypatch.setattr(
+        demo, "run_protocol", lambda protocol, c, **kw: calls.append((protocol, c, kw)) or "r"
+    )
+    assert demo._run_one(DemoPlan(tmp_path), None, "fewshot", "vifi") == ("r", tmp_path)
+    assert calls == [("fewshot", cfg, {"device": "cpu"})]
+    monkeypatch.undo()
+    monkeypatch.setattr(demo, "build_config", lambda *args: cfg)
+    with pytest.raises(
+        ConfigError, match="unknown protocol 'fewshots'; expected one of zeroshot, base2novel"
+    ):
+        demo._run_one(DemoPlan(tmp_path), None, "fewshots", "vifi")  # never silently few-shot
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from vificlip.engine.checkpoint import save_checkpoint
 from vificlip.engine.config import config_from_dict, save_config
 from vificlip.engine.protocols import TABLE_FILE, ProtocolResult, markdown_table
 from vificlip.model import ViFiCLIP
-from vificlip.model.loading import detect_format
+from vificlip.model.formats import detect_format
 
 CLASSES = ["red", "green", "blue"]
 

@@ -127,10 +127,9 @@ def test_unreadable_and_missing_videos(capsys, tmp_path: Path, checkpoint: Path,
 def test_prompt_artefact_loads_onto_its_base(tmp_path: Path, checkpoint: Path, videos: list[Path]) -> None:
     from vificlip.model.loading import load_model
     from vificlip.model.prompt_io import save_prompts
-    from vificlip.model.prompts import build_prompt_model
 
     torch.manual_seed(1)
-    prompted = build_prompt_model(load_model(checkpoint), 2, 2, 1, 1)
+    prompted = load_model(checkpoint).with_prompts(2, 2, 1, 1)
     artefact = save_prompts(prompted, tmp_path / "prompts.safetensors", base_checkpoint=checkpoint)
     prediction = vificlip.load(artefact, num_frames=3).predict(videos[1], CLASSES, top_k=3)
     with torch.no_grad():

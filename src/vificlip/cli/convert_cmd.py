@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-VARIANTS = (
-    "vifi",
-    "image",
-    "text",
-    "zeroshot",
-    "prompt",
-)  # vificlip.model.variants.TRAINABLE (kept import-free)
+from ..model.variants import VARIANTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.resolve import resolve_optional, resolve_weights
-    from ..model.loading import build_model, load_clip_state_dict, save_model
+    from ..model.formats import load_clip_state_dict
+    from ..model.loading import build_model, save_model
 
     state, info = load_clip_state_dict(resolve_weights(args.src), base=resolve_optional(args.base))
     model = build_model(state, info, variant=args.variant, template=args.template, arch=args.arch,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..data.decode import BACKENDS
+from ..data.transforms import NORMALIZATIONS, NUM_CROPS
+
 
 def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -30,11 +33,16 @@ def add_video_arguments(
     p.add_argument("--frames", type=int, default=frames, help=frames_help)
     if crops:
         p.add_argument(
-            "--crops", type=int, choices=(1, 3), default=1, help="1 centre crop or 3 crops (SPEC §2.6)"
+            "--crops", type=int, choices=NUM_CROPS, default=1, help="1 centre crop or 3 crops (SPEC §2.6)"
         )
-    p.add_argument("--normalization", choices=("authors", "clip"), default="authors",
+    p.add_argument("--normalization", choices=tuple(NORMALIZATIONS), default="authors",
                    help="the authors' ImageNet constants (default, as trained) or CLIP's")  # fmt: skip
-    p.add_argument("--backend", default="auto", help="decoder: auto, pyav, torchcodec, decord, frames")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="video decoder (auto: frames for folders, else pyav)",
+    )
     add_truncation_argument(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
 

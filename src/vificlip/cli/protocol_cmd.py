@@ -5,21 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.presets import ALIASES
+from ..engine.config import list_presets, load_raw
+from ..engine.report import PROTOCOLS
 from ..errors import VificlipError
+from ..model.variants import DEFAULT_VARIANT, VARIANTS
 
-# --dataset spelling → the short name in preset file names
-DATASETS = {"k400": "k400", "kinetics400": "k400", "hmdb": "hmdb", "hmdb51": "hmdb", "ucf": "ucf",
-            "ucf101": "ucf", "ssv2": "ssv2"}  # fmt: skip
-VARIANTS = ("vifi", "image", "text", "zeroshot")
+RUN_VARIANTS = tuple(
+    v for v in VARIANTS if v != "prompt"
+)  # prompt models: --prompt (bridge-and-prompt presets)
+PRESET_STEMS = {"base2novel": "b2n", "fewshot": "fewshot"}  # per-dataset presets: {stem}[_prompt]_{dataset}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "run", help="run a whole protocol of the paper (train, evaluate, aggregate, report)"
     )
-    p.add_argument("protocol", choices=("zeroshot", "base2novel", "fewshot", "supervised"))
-    p.add_argument("--dataset", help="base2novel: k400, hmdb, ucf, ssv2; fewshot: hmdb, ucf, ssv2")
-    p.add_argument("--variant", choices=VARIANTS, default="vifi",
+    p.add_argument("protocol", choices=PROTOCOLS)
+    p.add_argument("--dataset", help="base2novel / fewshot: a dataset preset (hmdb51, ucf101, ssv2, k400 …; "
+                   "an unknown one lists those with presets)")  # fmt: skip
+    p.add_argument("--variant", choices=RUN_VARIANTS, default=DEFAULT_VARIANT,
                    help="vifi (both towers), image / text (one tower), zeroshot (vanilla CLIP, no training)")  # fmt: skip
     p.add_argument(
         "--prompt", action="store_true", help="bridge-and-prompt on a K400 ViFi-CLIP (b2n, few-shot)"
@@ -56,11 +61,25 @@ def choose_preset(args: argparse.Namespace) -> str:
         return f"supervised_k400_{args.variant}"
     if not args.dataset:
         raise VificlipError(f"run {args.protocol}: --dataset is required (e.g. --dataset hmdb)")
-    short = DATASETS.get(args.dataset.lower())
-    if short is None or (args.protocol == "fewshot" and short == "k400") or (args.prompt and short == "k400"):
-        raise VificlipError(f"run {args.protocol}: no preset for dataset {args.dataset!r}")
-    stem = "b2n" if args.protocol == "base2novel" else "fewshot"
-    return f"{stem}_prompt_{short}" if args.prompt else f"{stem}_{short}"
+    stem = PRESET_STEMS[args.protocol] + ("_prompt" if args.prompt else "")
+    presets = dataset_presets(stem)
+    found = presets.get(ALIASES.get(args.dataset.lower(), args.dataset))
+    if found is None:
+        raise VificlipError(f"run {args.protocol}{' --prompt' if args.prompt else ''}: no preset for dataset "
+                            f"{args.dataset!r}; expected one of {', '.join(sorted(presets))}")  # fmt: skip
+    return found
+
+
+def dataset_presets(stem: str) -> dict[str, str]:
+    """Engine presets named ``{stem}_{x}`` (x without '_'), by the data preset (``data.dataset``) each runs."""
+    out = {}
+    for name in list_presets():
+        rest = name.removeprefix(stem + "_")
+        if rest != name and "_" not in rest:
+            dataset = (load_raw(name).get("data") or {}).get("dataset")
+            if dataset:
+                out[ALIASES.get(dataset, dataset)] = name
+    return out
 
 
 def run_protocol_command(args: argparse.Namespace) -> int:
@@ -68,7 +87,7 @@ def run_protocol_command(args: argparse.Namespace) -> int:
     from ..engine.protocols import markdown_table, run_protocol
 
     overrides = list(args.overrides)
-    if args.variant != "vifi" and not args.prompt:
+    if args.variant != DEFAULT_VARIANT and not args.prompt:
         overrides.insert(0, f"model.variant={args.variant}")
     if args.wise_alpha is not None:
         overrides.append(f"eval.wise_alpha={args.wise_alpha}")
@@ -91,7 +110,7 @@ def run_protocol_command(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from ..atomic import atomic_write_text
-    from ..engine.protocols import merge_reports
+    from ..engine.report import merge_reports
 
     table = merge_reports([Path(p) for p in args.runs])
     print(table)

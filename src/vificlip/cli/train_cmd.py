@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..data.transforms import NUM_CROPS
 from ..errors import VificlipError
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,9 @@ def parse_views(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     clips, sep, crops = text.lower().partition("x")
-    if not sep or not clips.isdigit() or not crops.isdigit() or int(clips) < 1 or int(crops) not in (1, 3):
-        raise VificlipError(f"--views {text!r}: expected CLIPSxCROPS with CROPS 1 or 3, e.g. 1x1 or 4x3")
+    if not sep or not clips.isdigit() or not crops.isdigit() or int(clips) < 1 or int(crops) not in NUM_CROPS:
+        raise VificlipError(f"--views {text!r}: expected CLIPSxCROPS with CROPS one of "
+                            f"{' or '.join(map(str, NUM_CROPS))}, e.g. 1x1 or 4x3")  # fmt: skip
     return int(clips), int(crops)
 
 

@@ -508,6 +508,7 @@ _BACKENDS = {
     "decord": DecordReader,
     "frames": FrameFolderReader,
 }
+BACKENDS: tuple[str, ...] = ("auto", *_BACKENDS)  # what data.backend and --backend accept
 _PROBES = {
     "pyav": lambda: True,
     "torchcodec": _torchcodec_works,

@@ -26,6 +26,7 @@ AUTHORS_MEAN = (123.675, 116.28, 103.53)
 AUTHORS_STD = (58.395, 57.12, 57.375)
 CLIP_MEAN = tuple(255 * v for v in (0.48145466, 0.4578275, 0.40821073))
 CLIP_STD = tuple(255 * v for v in (0.26862954, 0.26130258, 0.27577711))
+NUM_CROPS = (1, 3)  # test views: a centre crop, or three crops (the reference supports only these)
 NORMALIZATIONS = {"authors": (AUTHORS_MEAN, AUTHORS_STD), "clip": (CLIP_MEAN, CLIP_STD)}
 
 # torchvision ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1), as the reference configures it.
@@ -273,7 +274,7 @@ def build_test_transform(
     input_size: int = 224, num_crops: int = 1, normalization: str = "authors"
 ) -> TestTransform:
     """1 crop: short side int(256/224·S) + centre crop. 3 crops: short side S + left, right, middle crops."""
-    if num_crops not in (1, 3):
+    if num_crops not in NUM_CROPS:
         raise VificlipError(f"num_crops must be 1 or 3 (the reference supports only these), got {num_crops}")
     mean, std = _normalization(normalization)
     return TestTransform(input_size, num_crops, mean, std)

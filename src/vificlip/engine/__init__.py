@@ -5,6 +5,7 @@ Train one run with ``vificlip.engine.train.train(cfg)`` (not re-exported here: t
 
 from .config import RunConfig, load_config
 from .evaluate import run_eval
-from .protocols import ProtocolResult, merge_reports, run_protocol
+from .protocols import run_protocol
+from .report import ProtocolResult, merge_reports
 
 __all__ = ["ProtocolResult", "RunConfig", "load_config", "merge_reports", "run_eval", "run_protocol"]

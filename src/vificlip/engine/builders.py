@@ -46,14 +46,6 @@ def load_weights(path: str, model_cfg: ModelConfig) -> ViFiCLIP:
     return load_model(resolve_weights(path), base=base, arch=_arch(model_cfg))
 
 
-def _with_prompts(model: ViFiCLIP, model_cfg: ModelConfig) -> ViFiCLIP:
-    """Fresh deep prompts on a prompt-free model's CLIP (bridge-and-prompt stage 2, SPEC §1.5)."""
-    from ..model.prompts import build_prompt_model
-
-    p = model_cfg.prompts
-    return build_prompt_model(model, p.n_vision, p.n_text, p.depth_vision, p.depth_text, p.init_text)
-
-
 def _has_prompts(model: ViFiCLIP) -> bool:
     return any(True for _ in model.prompts.parameters())
 
@@ -68,21 +60,23 @@ def copy_weights(target: ViFiCLIP, source: ViFiCLIP, what: str) -> None:
 
 
 def build_model(model_cfg: ModelConfig, init_from: str | None = None) -> ViFiCLIP:
-    """Start weights (or random ones for ``arch``), the variant and template, prompts, then ``init_from``."""
+    """Start weights (or random ones for ``arch``), prompts, the variant and template, then ``init_from``.
+
+    The template follows the model's one rule (``ViFiCLIP.set_variant``), as in ``load_model``: ``eval --set
+    model.variant=zeroshot`` reads the same prompt strings as ``load_model(path, variant="zeroshot")``.
+    """
     with torch.random.fork_rng():
         torch.manual_seed(0)  # random init (tests, prompts) is the same in every process and every resume
         if model_cfg.checkpoint is None:
-            model = ViFiCLIP(build_clip(_arch(model_cfg)), _arch(model_cfg), variant="vifi")
+            model = ViFiCLIP(build_clip(_arch(model_cfg)), _arch(model_cfg))
         else:
             model = load_weights(model_cfg.checkpoint, model_cfg)
+        if model_cfg.replace_underscores is not None:
+            model.replace_underscores = model_cfg.replace_underscores
         if model_cfg.variant == "prompt" and not _has_prompts(model):
-            model = _with_prompts(model, model_cfg)
-        else:
-            template = (
-                model_cfg.template if model_cfg.template is not None else _default_template(model, model_cfg)
-            )
-            model = ViFiCLIP(model.clip, model.arch, variant=model_cfg.variant, template=template,
-                             replace_underscores=model_cfg.replace_underscores, prompts=model.prompts)  # fmt: skip
+            p = model_cfg.prompts  # fresh deep prompts on a prompt-free model (bridge-and-prompt, SPEC §1.5)
+            model = model.with_prompts(p.n_vision, p.n_text, p.depth_vision, p.depth_text, p.init_text)
+        model.set_variant(model_cfg.variant, model_cfg.template)
     source = init_from or model_cfg.init_from
     if source:
         copy_weights(
@@ -90,15 +84,6 @@ def build_model(model_cfg: ModelConfig, init_from: str | None = None) -> ViFiCLI
         )
         log.info("initialised weights from %s (weights only; training state starts fresh)", source)
     return model
-
-
-def _default_template(model: ViFiCLIP, model_cfg: ModelConfig) -> str | None:
-    """Keep a checkpoint's recorded template unless the variant changes between zero-shot and fine-tuned."""
-    from ..model.vificlip import default_template
-
-    if (model.variant == "zeroshot") != (model_cfg.variant == "zeroshot"):
-        return default_template(model_cfg.variant)
-    return model.template
 
 
 # ---- data ---------------------------------------------------------------------------------------------------

@@ -19,7 +19,12 @@ from typing import Any, Union
 import yaml
 
 from ..atomic import atomic_write_text
+from ..data.dataset import CLIP_MODES
+from ..data.decode import BACKENDS
+from ..data.locate import LAYOUTS
+from ..data.transforms import NORMALIZATIONS, NUM_CROPS
 from ..errors import VificlipError
+from ..model.variants import DEFAULT_VARIANT, VARIANTS
 from .runs import CONFIG_FILE
 
 log = logging.getLogger(__name__)
@@ -50,9 +55,9 @@ class ModelConfig:
     )
     base_checkpoint: str | None = None  # base CLIP for checkpoints that lack the token embedding (authors')
     init_from: str | None = None  # weights only, loaded after building (e.g. K400 ViFi-CLIP for prompting)
-    variant: str = "vifi"  # vifi | image | text | zeroshot | prompt
+    variant: str = DEFAULT_VARIANT  # one of model.variants.VARIANTS
     template: str | None = None  # null = the variant's ("a photo of a {}." or "{}")
-    replace_underscores: bool = False
+    replace_underscores: bool | None = None  # null = the checkpoint's (false when it does not say)
     prompts: PromptConfig = dataclasses.field(default_factory=PromptConfig)
 
 
@@ -71,7 +76,7 @@ class DataConfig:
     input_size: int = 224
     num_workers: int = 4
     layout: str = "auto"  # flat | per-class | auto (resolve by basename)
-    backend: str = "auto"
+    backend: str = "auto"  # video decoder: one of data.decode.BACKENDS
     max_bad_fraction: float = 0.01
     normalization: str = "authors"  # authors (ImageNet, SPEC §2.7) | clip
     color_jitter: float = 0.8  # probability (SPEC §2.5)
@@ -87,8 +92,10 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 30
     batch_size: int = 8  # per process, per micro-step
-    accumulation_steps: int = 1
-    paper_total_batch: int | None = None  # world × batch × accumulation the paper used; a mismatch warns
+    # The effective batch of one optimiser step (the reference's GPUs × batch × accumulation, SPEC §3.4). The
+    # engine derives accumulation = global_batch / (batch_size × world size), on any number of devices.
+    global_batch: int | None = None
+    accumulation_steps: int | None = None  # explicit: overrides global_batch (the consequence is logged)
     seed: int = 1024
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
     grad_clip: float | None = None  # max global grad norm; the reference does not clip
@@ -348,18 +355,24 @@ def _build(cls: type, data: dict, prefix: str) -> Any:
 
 
 # ---- validation ---------------------------------------------------------------------------------------------
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # auto: bf16 on CUDA, fp32 on CPU
+SCHEDULES = (
+    "reference",
+    "shifted",
+)  # engine/optim.py: the reference's un-shifted cosine, or cosine after warmup
+# Every choice field and its allowed values, each list taken from the module that owns it.
 CHOICES = {
-    "model.variant": ("vifi", "image", "text", "zeroshot", "prompt"),
-    "data.layout": ("auto", "flat", "per-class"),
-    "data.normalization": ("authors", "clip"),
-    "data.clip_mode": ("even", "random"),
-    "train.precision": ("auto", "bf16", "fp16", "fp32"),
-    "optim.schedule": ("reference", "shifted"),
-    "eval.num_crops": (1, 3),
-    "eval.final_num_crops": (1, 3),
+    "model.variant": VARIANTS,
+    "data.layout": LAYOUTS,
+    "data.backend": BACKENDS,
+    "data.normalization": tuple(NORMALIZATIONS),
+    "data.clip_mode": CLIP_MODES,
+    "train.precision": PRECISIONS,
+    "optim.schedule": SCHEDULES,
+    "eval.num_crops": NUM_CROPS,
+    "eval.final_num_crops": NUM_CROPS,
 }
-POSITIVE = ("data.num_frames", "data.input_size", "train.epochs", "train.batch_size", "train.accumulation_steps",
-            "train.eval_freq", "train.print_freq", "eval.num_clips", "eval.batch_size", "eval.final_num_clips",
+POSITIVE = ("data.num_frames", "data.input_size", "train.epochs", "train.batch_size", "train.eval_freq", "train.print_freq", "eval.num_clips", "eval.batch_size", "eval.final_num_clips",
             "optim.lr", "optim.eps")  # fmt: skip
 NON_NEGATIVE = ("output.keep_every", "data.num_workers", "train.save_every_steps", "optim.weight_decay", "optim.warmup_epochs",
                 "train.mixup_alpha", "train.cutmix_alpha")  # fmt: skip
@@ -371,12 +384,17 @@ def get_key(cfg: Any, dotted: str) -> Any:
     return cfg
 
 
-def validate(cfg: RunConfig) -> None:
-    """Range and choice checks that types cannot express; each error names the dotted key and the bad value."""
-    check_finite(cfg)
+def validate_choices(cfg: RunConfig) -> None:
+    """Every field of :data:`CHOICES` against its owner's list; the error names the key and the allowed values."""
     for key, allowed in CHOICES.items():
         if get_key(cfg, key) not in allowed:
             raise ConfigError(f"{key}: {get_key(cfg, key)!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range and choice checks that types cannot express; each error names the dotted key and the bad value."""
+    check_finite(cfg)
+    validate_choices(cfg)
     for key in POSITIVE:
         if not get_key(cfg, key) > 0:
             raise ConfigError(f"{key}: must be > 0, got {get_key(cfg, key)!r}")
@@ -404,6 +422,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"model.prompts: the prompt variant needs n_text ≥ 1 and depth_text ≥ 1, got {p}")
     if any(k < 1 for k in cfg.protocol.shots):
         raise ConfigError(f"protocol.shots: every K must be ≥ 1, got {cfg.protocol.shots}")
+    validate_batch(cfg)  # after train.batch_size is known to be ≥ 1
 
 
 def check_finite(node: Any, prefix: str = "") -> None:
@@ -418,20 +437,16 @@ def check_finite(node: Any, prefix: str = "") -> None:
                 raise ConfigError(f"{key}: must be a finite number, got {value!r}")
 
 
-def total_batch(cfg: RunConfig, world_size: int) -> int:
-    return world_size * cfg.train.batch_size * cfg.train.accumulation_steps
-
-
-def check_total_batch(cfg: RunConfig, world_size: int) -> str | None:
-    """A warning when the effective batch differs from the paper's (SPEC §3.4): the LR is absolute."""
-    paper, ours = cfg.train.paper_total_batch, total_batch(cfg, world_size)
-    if paper is None or paper == ours:
-        return None
-    message = (f"effective batch is {world_size} processes × {cfg.train.batch_size} × "
-               f"{cfg.train.accumulation_steps} accumulation = {ours}, but the paper used {paper}; "
-               f"the LR is not rescaled (set train.accumulation_steps to keep {paper})")  # fmt: skip
-    log.warning(message)
-    return message
+def validate_batch(cfg: RunConfig) -> None:
+    """``train.global_batch`` and ``train.accumulation_steps``: null or ≥ 1 (whether they divide needs the world)."""
+    for key in ("train.global_batch", "train.accumulation_steps"):
+        value = get_key(cfg, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"{key}: must be ≥ 1 or null, got {value!r}")
+    t = cfg.train
+    if t.accumulation_steps is None and t.global_batch is not None and t.global_batch % t.batch_size:
+        raise ConfigError(f"train.global_batch: {t.global_batch} is not a multiple of train.batch_size "
+                          f"{t.batch_size}, so no number of processes reaches it; change either")  # fmt: skip
 
 
 # ---- writing ------------------------------------------------------------------------------------------------

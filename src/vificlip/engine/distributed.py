@@ -75,11 +75,6 @@ def init_distributed(device: str = "auto") -> Topology:
     return Topology(rank, local_rank, world, dev)
 
 
-def shutdown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def current_topology() -> tuple[int, int]:
     """(rank, world size) of the running process group, (0, 1) without one."""
     if dist.is_available() and dist.is_initialized():
@@ -99,14 +94,6 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:

@@ -95,9 +95,14 @@ class LRSchedule:
         self._set(self.initial_lr() if self.last_t is None else self.lr_at(self.last_t))
 
 
+def steps_after(micro: int, accumulation_steps: int) -> bool:
+    """Whether the optimiser steps after micro-batch ``micro`` of an epoch (the reference's rule, SPEC §3.4)."""
+    return (micro + 1) % accumulation_steps == 0
+
+
 def optimizer_step_indices(steps_per_epoch: int, accumulation_steps: int) -> Iterable[int]:
-    """Micro-batch indices within an epoch after which the reference steps (leftovers are dropped, SPEC §3.4)."""
-    return (i for i in range(steps_per_epoch) if (i + 1) % accumulation_steps == 0)
+    """Micro-batch indices within an epoch after which the optimiser steps (leftovers are dropped, SPEC §3.4)."""
+    return (i for i in range(steps_per_epoch) if steps_after(i, accumulation_steps))
 
 
 def clip_gradients(model: nn.Module, max_norm: float | None) -> float | None:

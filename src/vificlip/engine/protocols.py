@@ -22,52 +22,30 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..data.presets import load_dataset_preset
+from ..model.variants import FINE_TUNED
+from ..model.variants import title as variant_title
 from ..model.vificlip import ViFiCLIP
 from . import builders
 from .config import ConfigError, RunConfig, config_differences, read_run_config
 from .distributed import current_topology, init_distributed
 from .evaluate import EvalSpec, evaluate_config, wise_interpolate
 from .metrics import EvalResult, harmonic_mean, mean_std
+from .report import PROTOCOLS, ProtocolResult, best_epoch, markdown_table
 from .runs import (
     EVALS_DIR,
     RESULTS_FILE,
     TABLE_FILE,
     has_checkpoints,
     model_file,
-    read_json,
     read_train_results,
 )
 from .train import train
 
 log = logging.getLogger(__name__)
 
-METHODS = {"vifi": "ViFi-CLIP", "image": "CLIP image-FT", "text": "CLIP text-FT", "zeroshot": "Vanilla CLIP",
-           "prompt": "ViFi-CLIP + VL prompting"}  # fmt: skip
-
-
-@dataclasses.dataclass
-class ProtocolResult:
-    """One table row (two with WiSE-FT): ``cells`` maps a column title to its text; ``summary`` the numbers."""
-
-    protocol: str
-    method: str
-    input: str
-    cells: dict[str, str]
-    summary: dict
-    runs: list[dict]
-    wise_cells: dict[str, str] | None = None
-
-    def rows(self) -> list[tuple[str, str, dict[str, str]]]:
-        rows = [(self.method, self.input, self.cells)]
-        if self.wise_cells is not None:
-            rows.append(
-                (f"{self.method} + WiSE-FT (α={self.summary['wise_alpha']:g})", self.input, self.wise_cells)
-            )
-        return rows
-
 
 def _method(cfg: RunConfig) -> str:
-    return METHODS[cfg.model.variant]
+    return variant_title(cfg.model.variant)
 
 
 def _input(cfg: RunConfig) -> str:
@@ -121,11 +99,7 @@ def _models(cfg: RunConfig, model: ViFiCLIP) -> dict[str, ViFiCLIP]:
     alpha = cfg.eval.wise_alpha
     # WiSE-FT blends fine-tuned CLIP weights with the starting ones; prompt models keep CLIP frozen, vanilla
     # CLIP was never tuned, so neither has anything to blend.
-    if (
-        alpha is not None
-        and cfg.model.variant not in ("zeroshot", "prompt")
-        and cfg.model.checkpoint is not None
-    ):
+    if alpha is not None and cfg.model.variant in FINE_TUNED and cfg.model.checkpoint is not None:
         zero_shot = builders.load_weights(cfg.model.checkpoint, cfg.model).to(next(model.parameters()).device)
         models["wise"] = wise_interpolate(zero_shot, model, alpha)
     return models
@@ -151,8 +125,9 @@ def _pm(values: Sequence[float]) -> str:
 def run_zeroshot(train_cfg: RunConfig, targets: dict[str, list[RunConfig]], output_dir: Path,
                  device: str = "auto", checkpoint: str | None = None, overwrite: bool = False) -> ProtocolResult:  # fmt: skip
     """Train ``train_cfg`` once (or take ``checkpoint``, or nothing for vanilla CLIP), evaluate every split."""
-    if checkpoint is not None:
-        model = builders.load_weights(checkpoint, train_cfg.model).to(init_distributed(device).device)
+    if checkpoint is not None:  # built as `vificlip eval` builds it: the config's variant and template apply
+        model_cfg = dataclasses.replace(train_cfg.model, checkpoint=checkpoint, init_from=None)
+        model = builders.build_model(model_cfg).to(init_distributed(device).device)
     else:
         model = _trained_model(train_cfg, device, overwrite)
     models = _models(train_cfg, model)
@@ -172,6 +147,8 @@ def run_zeroshot(train_cfg: RunConfig, targets: dict[str, list[RunConfig]], outp
         if "wise" in scores:
             summary[target]["wise"] = scores["wise"]
             wise_cells[target] = _pm(scores["wise"])
+    if best := _best({"train": train_cfg}):  # on the training's own validation list, not the targets
+        summary["best"] = best
     return _finish("zeroshot", train_cfg, cells, summary, runs, wise_cells, output_dir)
 
 
@@ -233,7 +210,12 @@ def run_base2novel(draws: Sequence[RunConfig], novel: EvalSpec, output_dir: Path
             "novel_draws": halves["novel"],
         }
         (cells if key == "model" else wise_cells)[column] = f"{base:.1f} / {novel_acc:.1f} / {hm:.1f}"
-    return _finish("base2novel", draws[0], cells, summary, runs, wise_cells, output_dir)
+    best_cells = None
+    if len(best := _best({f"draw{i}": cfg for i, cfg in enumerate(draws, start=1)})) == len(draws):
+        summary["best"] = best  # training validates on the base classes only
+        best_base = sum(b["top1"] for b in best.values()) / len(best)
+        best_cells = {column: f"{best_base:.1f} / – / –"}
+    return _finish("base2novel", draws[0], cells, summary, runs, wise_cells, output_dir, best_cells)
 
 
 def plan_base2novel(cfg: RunConfig) -> tuple[list[RunConfig], EvalSpec, str]:
@@ -269,7 +251,11 @@ def run_fewshot(runs_by_k: dict[int, RunConfig], output_dir: Path, device: str =
         if "wise" in per_key
         else {}
     )
-    return _finish("fewshot", first, cells, {k: v for k, v in per_key.items()}, runs, wise, output_dir)
+    summary, best_cells = dict(per_key), None
+    if len(best := _best({f"k{k}": cfg for k, cfg in sorted(runs_by_k.items())})) == len(runs_by_k):
+        summary["best"] = best  # validated on the same split-1 list the row is scored on
+        best_cells = {column: " / ".join(f"{b['top1']:.1f}" for b in best.values())}
+    return _finish("fewshot", first, cells, summary, runs, wise, output_dir, best_cells)
 
 
 def plan_fewshot(cfg: RunConfig, shots: Sequence[int] | None = None) -> tuple[dict[int, RunConfig], str]:
@@ -312,14 +298,32 @@ def run_supervised(
              for key, r in results.items()}  # fmt: skip
     runs = [{"weights": key, "views": views, **r.to_json()} for key, r in results.items()]
     summary = {key: r.to_json() for key, r in results.items()}
-    return _finish("supervised", cfg, cells["model"], summary, runs, cells.get("wise", {}), output_dir)
+    best_cells = None
+    if best := _best({"model": cfg}):
+        summary["best"], b = best, best["model"]
+        best_cells = {
+            "Views": "1×1",
+            "Top-1": f"{b['top1']:.1f} (epoch {b['epoch']})",
+            "Top-5": f"{b['top5']:.1f}",
+        }
+    return _finish(
+        "supervised", cfg, cells["model"], summary, runs, cells.get("wise", {}), output_dir, best_cells
+    )
+
+
+def _training_evals(cfg: RunConfig) -> list[dict]:
+    """The evaluations a finished training of ``cfg`` recorded (none for vanilla CLIP or an untrained run)."""
+    done = read_train_results(cfg.run_dir) if cfg.model.variant != "zeroshot" else None
+    return done["evals"] if done else []
+
+
+def _best(cfgs: dict[str, RunConfig]) -> dict[str, dict]:
+    """Per sub-run name: its best evaluated epoch (authors' max_accuracy), where its training evaluated any."""
+    return {name: b for name, cfg in cfgs.items() if (b := best_epoch(_training_evals(cfg))) is not None}
 
 
 def _final_of_training(cfg: RunConfig, views: str) -> EvalResult | None:
-    done = read_train_results(cfg.run_dir) if cfg.model.variant != "zeroshot" else None
-    if done is None:
-        return None
-    rows = [r for r in done["evals"] if r.get("views") == views]
+    rows = [r for r in _training_evals(cfg) if r.get("views") == views]
     if not rows:
         return None
     fields = {k: v for k, v in rows[-1].items() if k in EvalResult.__dataclass_fields__}
@@ -327,9 +331,6 @@ def _final_of_training(cfg: RunConfig, views: str) -> EvalResult | None:
 
 
 # ---- one entry point ----------------------------------------------------------------------------------------
-PROTOCOLS = ("zeroshot", "base2novel", "fewshot", "supervised")
-
-
 def run_protocol(
     protocol: str,
     cfg: RunConfig,
@@ -365,47 +366,14 @@ def _slug(text: str) -> str:
 
 
 def _finish(protocol: str, cfg: RunConfig, cells: dict, summary: dict, runs: list, wise_cells: dict,
-            output_dir: Path) -> ProtocolResult:  # fmt: skip
+            output_dir: Path, best_cells: dict | None = None) -> ProtocolResult:  # fmt: skip
     if cfg.eval.wise_alpha is not None:
         summary["wise_alpha"] = cfg.eval.wise_alpha
-    result = ProtocolResult(protocol, _method(cfg), _input(cfg), cells, summary, runs, wise_cells or None)
+    result = ProtocolResult(protocol, _method(cfg), _input(cfg), cells, summary, runs, wise_cells or None,
+                            best_cells)  # fmt: skip
     if current_topology()[0] == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output_dir / RESULTS_FILE, json.dumps(dataclasses.asdict(result), indent=1) + "\n")
         atomic_write_text(output_dir / TABLE_FILE, markdown_table([result]))
     log.info("%s\n%s", protocol, markdown_table([result]))
     return result
-
-
-TITLES = {"zeroshot": "Zero-shot (top-1, mean ± std over 3 splits)", "base2novel": "Base-to-novel (Base / Novel / HM)",
-          "fewshot": "Few-shot (all-way K-shot, top-1)", "supervised": "Fully supervised"}  # fmt: skip
-
-
-def markdown_table(results: Sequence[ProtocolResult]) -> str:
-    """One table per protocol in the paper's layout: a row per method and input, a column per dataset."""
-    out = []
-    for protocol in dict.fromkeys(r.protocol for r in results):
-        rows: dict[tuple[str, str], dict[str, str]] = {}
-        for result in (r for r in results if r.protocol == protocol):
-            for method, size, cells in result.rows():
-                rows.setdefault((method, size), {}).update(cells)
-        columns = list(dict.fromkeys(c for cells in rows.values() for c in cells))
-        lines = [f"### {TITLES[protocol]}", "", "| Method | Input | " + " | ".join(columns) + " |",
-                 "|---|---|" + "---|" * len(columns)]  # fmt: skip
-        lines += [f"| {m} | {s} | " + " | ".join(cells.get(c, "–") for c in columns) + " |"
-                  for (m, s), cells in rows.items()]  # fmt: skip
-        out.append("\n".join(lines))
-    return "\n\n".join(out) + "\n"
-
-
-def load_result(path: Path) -> ProtocolResult:
-    path = Path(path)
-    file = path / RESULTS_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise ConfigError(f"{path}: no {RESULTS_FILE} (not a protocol run folder)")
-    return ProtocolResult(**read_json(file))
-
-
-def merge_reports(paths: Sequence[Path]) -> str:
-    """``vificlip report``: the tables of several protocol runs merged (rows by method, columns by dataset)."""
-    return markdown_table([load_result(p) for p in paths])

@@ -36,9 +36,9 @@ from ..errors import VificlipError
 from ..model.vificlip import ViFiCLIP
 from . import builders, runs
 from . import checkpoint as ckpt
+from .batch import accumulation_steps
 from .config import (
     RunConfig,
-    check_total_batch,
     config_differences,
     read_run_config,
     save_config,
@@ -54,7 +54,7 @@ from .distributed import (
 from .evaluate import EvalSpec, autocast_context, evaluate_config, wise_interpolate
 from .logging import MetricsWriter, attach_file_logs, detach_file_logs, memory_mb, progress_bar
 from .metrics import EvalResult
-from .optim import LRSchedule, build_optimizer, clip_gradients
+from .optim import LRSchedule, build_optimizer, clip_gradients, steps_after
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +181,11 @@ class Trainer:
         self.sampler = ResumableSampler(self.dataset, topo.world_size, topo.rank, cfg.train.seed)
         self.loader = self._loader()
         self.steps_per_epoch = len(self.loader)
-        if self.steps_per_epoch < cfg.train.accumulation_steps:
+        self.accumulation = accumulation_steps(cfg, topo.world_size)  # from train.global_batch, or explicit
+        if self.steps_per_epoch < self.accumulation:
             raise VificlipError(f"data.train_list: {len(self.train_items)} videos give {self.steps_per_epoch} "
-                                f"micro-batches per process, fewer than train.accumulation_steps="
-                                f"{cfg.train.accumulation_steps}; no optimiser step would ever run")  # fmt: skip
+                                f"micro-batches per process, fewer than the {self.accumulation} accumulation "
+                                f"steps of one optimiser step; no optimiser step would ever run")  # fmt: skip
         self.schedule = LRSchedule(self.optimizer, cfg.optim.lr, cfg.train.epochs, self.steps_per_epoch,
                                    cfg.optim.warmup_epochs, cfg.optim.lr_min_ratio, cfg.optim.schedule)  # fmt: skip
         self.precision = self._precision()
@@ -228,7 +229,9 @@ class Trainer:
         cfg = self.cfg
         if self.topo.is_main:
             save_config(cfg, self.run_dir)
-        check_total_batch(cfg, self.topo.world_size)
+        log.info("%s: effective batch %d processes × %d × %d accumulation = %d per optimiser step", cfg.name,
+                 self.topo.world_size, cfg.train.batch_size, self.accumulation,
+                 self.topo.world_size * cfg.train.batch_size * self.accumulation)  # fmt: skip
         log.info("%s: %d training videos, %d classes, %d trainable parameters, %d micro-batches per epoch",
                  cfg.name, len(self.train_items), len(self.class_names), self.model.num_trainable_parameters(),
                  self.steps_per_epoch)  # fmt: skip
@@ -277,7 +280,7 @@ class Trainer:
         """One epoch from micro-batch ``start`` (non-zero after a mid-epoch resume)."""
         cfg, topo, model = self.cfg.train, self.topo, self.model
         net = self.ddp if self.ddp is not None else model
-        acc = cfg.accumulation_steps
+        acc = self.accumulation
         self.sampler.set_epoch(epoch, skip=start * cfg.batch_size)
         self.dataset.set_epoch(epoch)
         model.train()
@@ -295,7 +298,7 @@ class Trainer:
                 videos, targets = self.mixer(videos, labels)  # soft targets [B, C]
             else:
                 targets = smooth_one_hot(labels, len(self.class_names), cfg.label_smoothing)
-            final_micro = (micro + 1) % acc == 0
+            final_micro = steps_after(micro, acc)
             # Gradients are all-reduced once per optimiser step, not on every micro-batch (quirk 32).
             sync = contextlib.nullcontext() if final_micro or self.ddp is None else self.ddp.no_sync()
             with sync:

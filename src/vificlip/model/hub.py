@@ -4,7 +4,7 @@ Each name becomes local files in the standard Hugging Face cache (``HF_HOME``, `
 ``huggingface_hub``: its downloads show progress, retry with HTTP ranges, honour ``HF_ENDPOINT``, ``HF_TOKEN`` and
 ``HF_HUB_OFFLINE``, and never leave a partial file under a cache name. Every failure becomes one
 :class:`HubError` line naming what was asked, what was tried and the way out. Nothing here parses weights: the
-loader (model/loading.py) judges the files it is given.
+loader (model/formats.py) judges the files it is given.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import VificlipError
-from .loading import FOLDER_LAYOUTS
+from .formats import FOLDER_LAYOUTS
 
 HF_PREFIX = "hf-hub:"
 URL_PREFIXES = ("https://", "http://")
@@ -69,7 +69,7 @@ def parse_hf_name(name: str) -> tuple[str, str, str | None]:
 
 
 def _wanted_files(files: list[str]) -> list[str] | None:
-    """The config and weights of the first folder layout the repo holds (loading.FOLDER_LAYOUTS), else None."""
+    """The config and weights of the first folder layout the repo holds (formats.FOLDER_LAYOUTS), else None."""
     for config_name, (_fmt, weight_names) in FOLDER_LAYOUTS.items():
         weights = next((w for w in weight_names if w in files), None)
         if config_name in files and weights:

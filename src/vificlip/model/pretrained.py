@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .convert import CheckpointError, convert_open_clip_config
+from .formats import FOLDER_LAYOUTS
 from .hub import (
     WAY_OUT,
     HubError,
@@ -25,7 +26,6 @@ from .hub import (
     offline_message,
     repo_files,
 )
-from .loading import FOLDER_LAYOUTS
 
 
 def open_clip_name(name: str) -> tuple[str, str] | None:

@@ -28,34 +28,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..atomic import atomic_path
+from ..digest import file_sha256
 from ..errors import VificlipError
 from .backbone import ClipArch
+from .formats import PROMPT_FORMAT
 from .loading import load_model
-from .prompts import DeepPrompts, build_prompt_model
+from .prompts import DeepPrompts
 from .vificlip import ViFiCLIP
 from .zoo import resolve_checkpoint
 
-PROMPT_FORMAT = "vificlip-prompts"
 PROMPT_FORMAT_VERSION = 1
-HASH_CHUNK_BYTES = 1 << 20
 
 
 class PromptFileError(VificlipError):
     """A prompt artefact that is unreadable, from a newer version, or applied to the wrong base."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file; for a folder (e.g. a Hugging Face model), of its files' relative names and contents."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with open(file, "rb") as f:
-            while chunk := f.read(HASH_CHUNK_BYTES):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weights_sha256(model: ViFiCLIP) -> str:
@@ -191,7 +177,7 @@ def load_prompts(
     plain = ViFiCLIP(model.clip, model.arch, variant="prompt", template=meta.get("template", model.template),
                      replace_underscores=json.loads(meta.get("replace_underscores", "false")))  # fmt: skip
     try:
-        prompt_model = build_prompt_model(plain, **config)
+        prompt_model = plain.with_prompts(**config)
         prompt_model.prompts.load_state_dict(tensors)
     except (TypeError, RuntimeError) as exc:
         raise PromptFileError(f"{path}: prompts do not fit the base model ({exc})") from None

@@ -3,13 +3,14 @@
 :class:`NoPrompts` is the always-present default (a model without prompts never carries untrained ones, SPEC
 quirk 21). :class:`DeepPrompts` is the paper's stage 2: independent deep vision and language prompts (VPT-deep /
 IVLP style) that *replace*, never add to, the prompt tokens before each prompted block. Both implement the same
-five hooks, which :class:`~vificlip.model.vificlip.ViFiCLIP` calls while it runs open_clip's blocks itself.
+five hooks, which :class:`~vificlip.model.vificlip.ViFiCLIP` calls while it runs open_clip's blocks itself, and
+say which token rows they rewrite before each vision block (attention rollout needs it). This module never builds
+a model: ``ViFiCLIP.with_prompts`` attaches prompts (imports point one way, vificlip → prompts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,9 +18,6 @@ from torch import nn
 from ..errors import VificlipError
 from .backbone import ClipArch
 from .text import format_prompts, get_tokenizer
-
-if TYPE_CHECKING:
-    from .vificlip import ViFiCLIP
 
 PROMPT_INIT_STD = 0.02  # N(0, 0.02) for every prompt set (SPEC §1.5)
 PLACEHOLDER = "X"  # one BPE token; its embedding is overwritten by the learned context
@@ -52,6 +50,10 @@ class NoPrompts(nn.Module):
     def text_block(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Right before text block ``index``."""
         return x
+
+    def vision_rows_replaced(self, index: int, num_tokens: int) -> range:
+        """Token positions (of ``num_tokens``) that :meth:`vision_block` overwrites before block ``index``."""
+        return range(0)
 
 
 def _check_tower(tower: str, num: int, depth: int, layers: int) -> None:
@@ -90,7 +92,8 @@ class DeepPrompts(nn.Module):
         depth_text: language prompt sets; >= 1 whenever n_text > 0.
         init_text: words whose token embeddings initialise the layer-0 language context (must tokenise to
             exactly ``n_text`` tokens); ``None`` = N(0, 0.02), as in every shipped config. Applied by
-            :meth:`init_from_words` (the embedding table lives in CLIP), which :func:`build_prompt_model` calls.
+            :meth:`init_from_words` (the embedding table lives in CLIP), which
+            :meth:`~vificlip.model.vificlip.ViFiCLIP.with_prompts` calls.
     """
 
     def __init__(
@@ -171,6 +174,12 @@ class DeepPrompts(nn.Module):
         prompts = self.vision[index].to(x.dtype).expand(x.shape[0], -1, -1)  # [N, n_v, W]
         return torch.cat([x[:, : -self.n_vision], prompts], dim=1)
 
+    def vision_rows_replaced(self, index: int, num_tokens: int) -> range:
+        """The last n_vision positions before blocks 1..depth_vision−1 (set 0 is appended, not replaced)."""
+        if not 1 <= index < self.depth_vision:
+            return range(0)
+        return range(num_tokens - self.n_vision, num_tokens)
+
     def text_input(self, x: torch.Tensor) -> torch.Tensor:
         """Token embeddings [C, L, D]: set 0 overwrites the placeholders at positions 1..n_text."""
         return self._overwrite_text(0, x)
@@ -186,39 +195,3 @@ class DeepPrompts(nn.Module):
             return x
         ctx = self.text[index].to(x.dtype).expand(x.shape[0], -1, -1)  # [C, n_t, D]
         return torch.cat([x[:, :1], ctx, x[:, 1 + self.n_text :]], dim=1)  # SOT | ctx | class, ".", EOT, pad
-
-
-def build_prompt_model(
-    base: ViFiCLIP,
-    n_vision: int,
-    n_text: int,
-    depth_vision: int,
-    depth_text: int,
-    init_text: str | None = None,
-    variant: str = "prompt",
-) -> ViFiCLIP:
-    """Bridge and prompt: a prompt model on ``base``'s CLIP (shared, not copied) with fresh deep prompts.
-
-    Only the prompts train under the default variant "prompt" (logit scale frozen, SPEC §1.4). Vanilla zero-shot
-    CLIP never carries prompts (SPEC quirk 21), so ``variant="zeroshot"`` is refused.
-    """
-    if variant == "zeroshot":
-        raise PromptConfigError(
-            "variant 'zeroshot' is vanilla CLIP and never carries prompts (SPEC quirk 21); "
-            "evaluate a prompt model with variant 'prompt', or vanilla CLIP without prompts"
-        )
-    if not isinstance(base.prompts, NoPrompts):
-        raise PromptConfigError("the base model already carries prompts; start from a model without prompts")
-    prompts = DeepPrompts(base.arch, n_vision, n_text, depth_vision, depth_text, init_text)
-    reference = base.clip.positional_embedding
-    prompts.to(device=reference.device, dtype=reference.dtype)
-    if init_text is not None:
-        prompts.init_from_words(base.clip.token_embedding)
-    return type(base)(
-        base.clip,
-        base.arch,
-        variant=variant,
-        template=base.template,
-        replace_underscores=base.replace_underscores,
-        prompts=prompts,
-    )

@@ -21,21 +21,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .backbone import ClipArch, build_clip
-from .prompts import NoPrompts
-from .text import (
-    DEFAULT_TEMPLATE,
-    ZEROSHOT_TEMPLATE,
-    TextFeatureCache,
-    check_class_names,
-    eot_positions,
-    tokenize,
-)
-from .variants import apply_variant, check_variant, part_of
-
-
-def default_template(variant: str) -> str:
-    """Vanilla zero-shot CLIP reads the bare class name (SPEC §1.3, maintainers' issue #6); the rest a photo."""
-    return ZEROSHOT_TEMPLATE if variant == "zeroshot" else DEFAULT_TEMPLATE
+from .prompts import DeepPrompts, NoPrompts, PromptConfigError
+from .text import TextFeatureCache, check_class_names, eot_positions, tokenize
+from .variants import DEFAULT_VARIANT, apply_variant, check_variant, default_template, part_of, template_for
 
 
 class ViFiCLIP(nn.Module):
@@ -55,7 +43,7 @@ class ViFiCLIP(nn.Module):
         self,
         clip: CLIP,
         arch: ClipArch,
-        variant: str = "vifi",
+        variant: str = DEFAULT_VARIANT,
         template: str | None = None,
         replace_underscores: bool = False,
         prompts: nn.Module | None = None,
@@ -77,11 +65,48 @@ class ViFiCLIP(nn.Module):
         """Randomly initialised weights (tests, pretraining from scratch)."""
         return cls(build_clip(arch), arch, **kwargs)
 
-    def set_variant(self, variant: str) -> None:
-        """Switch which parameters train (e.g. a ViFi-CLIP checkpoint evaluated as text-FT)."""
+    def set_variant(self, variant: str, template: str | None = None) -> ViFiCLIP:
+        """Switch which parameters train and the template with them (:func:`~.variants.template_for`, the one
+        rule every loader and builder applies): e.g. a ViFi-CLIP checkpoint evaluated as vanilla zero-shot CLIP
+        reads bare class names, unless it records a custom template or ``template`` is given. Returns ``self``."""
         apply_variant(self.clip, self.prompts, variant)  # validates first: a refused variant changes nothing
+        self.template = template_for(variant, template, self.template, self.variant)
         self.variant = variant
         self._text_cache.clear()
+        self._token_cache = None
+        return self
+
+    def with_prompts(
+        self,
+        n_vision: int,
+        n_text: int,
+        depth_vision: int,
+        depth_text: int,
+        init_text: str | None = None,
+        variant: str = "prompt",
+    ) -> ViFiCLIP:
+        """Bridge and prompt: a prompt model on this model's CLIP (shared, not copied) with fresh deep prompts.
+
+        Only the prompts train under the default variant "prompt" (logit scale frozen, SPEC §1.4). Vanilla
+        zero-shot CLIP never carries prompts (SPEC quirk 21), so ``variant="zeroshot"`` is refused.
+        Arguments as in :class:`~vificlip.model.prompts.DeepPrompts`.
+        """
+        if variant == "zeroshot":
+            raise PromptConfigError(
+                "variant 'zeroshot' is vanilla CLIP and never carries prompts (SPEC quirk 21); "
+                "evaluate a prompt model with variant 'prompt', or vanilla CLIP without prompts"
+            )
+        if not isinstance(self.prompts, NoPrompts):
+            raise PromptConfigError(
+                "the base model already carries prompts; start from a model without prompts"
+            )
+        prompts = DeepPrompts(self.arch, n_vision, n_text, depth_vision, depth_text, init_text)
+        reference = self.clip.positional_embedding
+        prompts.to(device=reference.device, dtype=reference.dtype)
+        if init_text is not None:
+            prompts.init_from_words(self.clip.token_embedding)
+        return type(self)(self.clip, self.arch, variant=variant, template=self.template,
+                          replace_underscores=self.replace_underscores, prompts=prompts)  # fmt: skip
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute block activations in backward: less memory for B·T frames and C×L text tokens."""

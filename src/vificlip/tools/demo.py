@@ -22,22 +22,14 @@ import torch
 
 from ..data.synthetic_benchmark import Benchmark, ensure_benchmark, num_videos
 from ..engine.config import RunConfig, load_config
-from ..engine.protocols import (
-    METHODS,
-    ProtocolResult,
-    plan_base2novel,
-    plan_fewshot,
-    plan_zeroshot,
-    run_base2novel,
-    run_fewshot,
-    run_zeroshot,
-)
+from ..engine.protocols import ProtocolResult, run_protocol
+from ..model.variants import VARIANTS
+from ..model.variants import title as variant_title
 
 log = logging.getLogger(__name__)
 
 PRESET_DIR = Path(__file__).resolve().parent / "demo_presets"
-# Table order of the paper: vanilla CLIP, image-FT, text-FT, ViFi-CLIP, then bridge-and-prompt.
-VARIANTS = ("zeroshot", "image", "text", "vifi", "prompt")
+# Rows in the paper's table order (model/variants.py): vanilla CLIP, image-FT, text-FT, ViFi-CLIP, bridge-and-prompt.
 BRIDGE_RUN = "zeroshot/vifi"  # the Synthetic-K ViFi-CLIP that bridge-and-prompt starts from
 # --quick: fewer epochs and K values, a smaller benchmark; what the test suite runs (≤ 2 minutes).
 QUICK = {
@@ -115,16 +107,9 @@ def build_config(plan: DemoPlan, bench: Benchmark, protocol: str, variant: str) 
 
 
 def _run_one(plan: DemoPlan, bench: Benchmark, protocol: str, variant: str) -> tuple[ProtocolResult, Path]:
-    """One row of one table through the engine's planner and runner for that protocol."""
+    """One row of one table through the engine's protocol dispatch (an unknown protocol is an error there)."""
     cfg = build_config(plan, bench, protocol, variant)
-    out = cfg.run_dir
-    if protocol == "zeroshot":
-        return run_zeroshot(cfg, plan_zeroshot(cfg), out, plan.device), out
-    if protocol == "base2novel":
-        draws, novel, title = plan_base2novel(cfg)
-        return run_base2novel(draws, novel, out, plan.device, title), out
-    runs, title = plan_fewshot(cfg)
-    return run_fewshot(runs, out, plan.device, title), out
+    return run_protocol(protocol, cfg, device=plan.device), cfg.run_dir
 
 
 def schedule(plan: DemoPlan) -> list[tuple[str, str]]:
@@ -153,7 +138,7 @@ def run_demo(plan: DemoPlan, announce: Callable[[str], None] = print) -> DemoRes
     results, run_dirs = {}, {}
     order = schedule(plan)
     for index, (protocol, variant) in enumerate(order, start=1):
-        announce(f"[{index}/{len(order)}] {protocol}: {METHODS[variant]}")
+        announce(f"[{index}/{len(order)}] {protocol}: {variant_title(variant)}")
         tick = time.perf_counter()
         results[(protocol, variant)], run_dirs[(protocol, variant)] = _run_one(plan, bench, protocol, variant)
         seconds[f"{protocol}/{variant}"] = time.perf_counter() - tick

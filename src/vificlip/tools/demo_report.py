@@ -12,8 +12,9 @@ import platform
 from pathlib import Path
 
 from ..data.synthetic import ORDER_ONLY_ACTIONS
-from ..engine.protocols import METHODS, markdown_table
+from ..engine.report import markdown_table
 from ..engine.runs import EVALS_DIR, read_metrics
+from ..model.variants import title as variant_title
 from .demo import DemoResult
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _both_towers(name: str, values: dict[str, float | None]) -> Claim:
     text = f"fine-tuning both towers ≥ either alone ({name})"
     if any(values[v] is None for v in ("vifi", "image", "text")):
         return Claim(text, None, "a fine-tuned variant was not run")
-    evidence = ", ".join(f"{METHODS[v]} {values[v]:.1f}" for v in ("vifi", "image", "text"))
+    evidence = ", ".join(f"{variant_title(v)} {values[v]:.1f}" for v in ("vifi", "image", "text"))
     return Claim(text, values["vifi"] >= max(values["image"], values["text"]), evidence)
 
 
@@ -136,7 +137,7 @@ def _pyplot():
 
 def plot_accuracy(demo: DemoResult, path: Path, plt) -> Path:
     variants = list(demo.plan.variants)
-    labels = [METHODS[v] for v in variants]
+    labels = [variant_title(v) for v in variants]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
     series = {"zero-shot (mean)": [zeroshot_mean(demo, v) for v in variants]}
     for key in ("base", "novel", "hm"):
@@ -152,7 +153,7 @@ def plot_accuracy(demo: DemoResult, path: Path, plt) -> Path:
     for v in variants:
         shots = fewshot(demo, v)
         if shots:
-            right.plot(list(shots), list(shots.values()), marker="o", label=METHODS[v])
+            right.plot(list(shots), list(shots.values()), marker="o", label=variant_title(v))
     right.set_xscale("log", base=2)
     ks = sorted({k for v in variants for k in (fewshot(demo, v) or {})})
     right.set_xticks(ks, [str(k) for k in ks])
@@ -188,7 +189,9 @@ def plot_curves(demo: DemoResult, path: Path, plt) -> Path:
                 sub_dir = run / sub if sub else run
             rows = read_metrics(sub_dir, "train")
             if rows:
-                ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=METHODS[v], linewidth=1)
+                ax.plot(
+                    [r["step"] for r in rows], [r["loss"] for r in rows], label=variant_title(v), linewidth=1
+                )
         ax.set_title(title)
         ax.set_xlabel("optimiser step")
         ax.set_ylabel("training loss")

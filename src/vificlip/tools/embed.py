@@ -9,7 +9,6 @@ already stored and finally merges the parts into FILE, again atomically.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from safetensors.torch import save_file
 from ..atomic import atomic_path
 from ..data.decode import VideoDecodeError, expand_videos
 from ..data.transforms import build_test_transform
+from ..digest import file_sha256
 from ..errors import VificlipError
 from ..model.vificlip import ViFiCLIP
 from .predict import VideoRecognizer, read_clip, resolve_device
@@ -47,20 +47,6 @@ IDENTITY_KEYS = (
 
 class EmbeddingIndexError(VificlipError):
     """An embedding index that cannot be read, or does not match the model or folder given."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, or of a folder's files (relative names + contents, sorted), read in 1 MiB chunks."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        if file != path:
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_identity(

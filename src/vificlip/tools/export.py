@@ -20,9 +20,11 @@ import yaml
 
 from ..data.transforms import NORMALIZATIONS
 from ..engine.config import CONFIG_FILE, RunConfig, read_run_config, to_yaml
-from ..engine.protocols import METHODS, TABLE_FILE
+from ..engine.runs import TABLE_FILE
 from ..errors import VificlipError
-from ..model.loading import FORMAT_VERSION, save_model
+from ..model.formats import FORMAT_VERSION
+from ..model.loading import save_model
+from ..model.variants import title as variant_title
 from ..model.vificlip import ViFiCLIP
 from .predict import DEFAULT_FRAMES, load
 
@@ -116,7 +118,7 @@ def model_card(model: ViFiCLIP, config: dict, facts: RunFacts, source: str, repo
     """The Hub README: front matter, what it is, training, results tables, how to load, citation, licence."""
     name = repo or "ORG/REPO"
     arch = model.arch
-    method = METHODS.get(model.variant, model.variant)
+    method = variant_title(model.variant)
     cfg = facts.config
     front = {"library_name": "vificlip", "license": "mit", "pipeline_tag": "video-classification",
              "tags": ["video-classification", "clip", "vificlip", "zero-shot"]}  # fmt: skip

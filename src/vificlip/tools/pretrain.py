@@ -216,7 +216,7 @@ def weights_digest(path: str | Path) -> str:
 
 def save_pretrained(clip: CLIP, path: str | Path, arch: ClipArch = SYNTHETIC_ARCH) -> Path:
     """Our checkpoint format (:func:`~vificlip.model.loading.save_model`), tensors in fp16."""
-    model = ViFiCLIP(clip, arch, variant="vifi")
+    model = ViFiCLIP(clip, arch)  # the default variant
     model.half()  # loaders cast back to fp32; halving the file keeps the package small
     try:
         return save_model(model, path)

@@ -79,7 +79,6 @@ def attention_rollout(model: ViFiCLIP, frames: torch.Tensor) -> tuple[Rollout, t
     """Normalised frames [N,3,H,W] → (rollout, image features [N,D]) from one pass of the model's own forward."""
     blocks = list(model.clip.visual.transformer.resblocks)
     inputs: list[torch.Tensor] = [torch.empty(0)] * len(blocks)
-    outputs: list[torch.Tensor] = [torch.empty(0)] * len(blocks)
 
     def keep_input(index: int):
         def hook(module, args, kwargs):
@@ -87,14 +86,7 @@ def attention_rollout(model: ViFiCLIP, frames: torch.Tensor) -> tuple[Rollout, t
 
         return hook
 
-    def keep_output(index: int):
-        def hook(module, args, output):
-            outputs[index] = output
-
-        return hook
-
     handles = [b.register_forward_pre_hook(keep_input(i), with_kwargs=True) for i, b in enumerate(blocks)]
-    handles += [b.register_forward_hook(keep_output(i)) for i, b in enumerate(blocks)]
     try:
         features = model.encode_frames(
             frames
@@ -111,15 +103,10 @@ def attention_rollout(model: ViFiCLIP, frames: torch.Tensor) -> tuple[Rollout, t
             rollout = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device).repeat(a.shape[0], 1, 1)
         else:
             rollout = _grow(rollout, a.shape[-1])
-            previous = outputs[index - 1]
-            if previous.shape == x.shape:
-                # Prompt tokens written afresh by a deep-prompt layer carry nothing from below: reset their rows.
-                replaced = (
-                    (previous[:, num_image_tokens:] != x[:, num_image_tokens:]).flatten(2).any(-1).any(0)
-                )
-                rows = num_image_tokens + torch.nonzero(replaced).flatten()
-                rollout[:, rows] = 0
-                rollout[:, rows, rows] = 1
+            # Prompt tokens written afresh by a deep-prompt layer carry nothing from below: reset their rows.
+            rows = torch.tensor(model.prompts.vision_rows_replaced(index, a.shape[-1]), dtype=torch.long)
+            rollout[:, rows] = 0
+            rollout[:, rows, rows] = 1
         eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
         rollout = (0.5 * a + 0.5 * eye) @ rollout  # [N,S,S], rows still sum to 1
     grid = model.arch.grid_size
