@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..digest import file_sha256
 from ..errors import VificlipError
-from ..model.prompt_io import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -210,8 +210,7 @@ def url_cache_dir() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    # the one hashing helper, imported here: prompt_io resolves names through zoo, which imports this module
-    from .prompt_io import file_sha256
+    from ..digest import file_sha256
 
     return file_sha256(path)
 

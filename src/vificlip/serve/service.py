@@ -24,9 +24,10 @@ import torch
 
 from ..data.decode import VideoDecodeError
 from ..data.labelsets import LABEL_SETS, read_label_set
+from ..digest import file_sha256
 from ..errors import VificlipError
 from ..model.text import check_class_names, split_class_names
-from ..tools.embed import EmbeddingIndex, SearchHit, file_sha256, load_index, nearest
+from ..tools.embed import EmbeddingIndex, SearchHit, load_index, nearest
 from ..tools.predict import VIDEO_SUFFIXES, Prediction, load, load_video_tensor
 from .batching import MicroBatcher
 from .config import ServeConfig

@@ -20,18 +20,16 @@ import yaml
 
 from ..data.transforms import NORMALIZATIONS
 from ..engine.config import CONFIG_FILE, RunConfig, read_run_config, to_yaml
-from ..engine.runs import TABLE_FILE
+from ..engine.runs import MODEL_FILE, TABLE_FILE, read_train_results
 from ..errors import VificlipError
 from ..model.formats import FORMAT_VERSION
 from ..model.loading import save_model
 from ..model.variants import title as variant_title
 from ..model.vificlip import ViFiCLIP
-from .predict import DEFAULT_FRAMES, load
+from .predict import DEFAULT_FRAMES, EXPORT_CONFIG, load
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_JSON = "config.json"
+WEIGHTS_FILE = MODEL_FILE  # the weights of an export folder carry the name a run's checkpoints use
 CARD_FILE = "README.md"
-TRAIN_RESULTS = "train_results.json"
 
 CITATION = """@inproceedings{rasheed2023fine,
   title={Fine-tuned CLIP Models are Efficient Video Learners},
@@ -54,30 +52,14 @@ class RunFacts:
     train_results: dict | None
 
 
-def recorded_pipeline(weights: Path) -> dict:
-    """Frames and normalisation recorded by an export (``config.json`` beside our weights); {} for anything else."""
-    folder = weights if weights.is_dir() else weights.parent
-    config = folder / CONFIG_JSON
-    if not (folder / WEIGHTS_FILE).is_file() or not config.is_file():
-        return {}
-    try:
-        recorded = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(recorded, dict) or recorded.get("format") != "vificlip":
-        return {}  # e.g. a Hugging Face CLIPModel config
-    return {k: recorded[k] for k in ("num_frames", "normalization") if k in recorded}
-
-
 def run_facts(source: str) -> RunFacts:
     """The run folder's config and results, when ``source`` is one (its results table may sit one level up)."""
     folder = Path(os.path.expanduser(source))
     if not (folder / CONFIG_FILE).is_file():
         return RunFacts(None, None, None)
     table = next((d / TABLE_FILE for d in (folder, folder.parent) if (d / TABLE_FILE).is_file()), None)
-    train = folder / TRAIN_RESULTS
     return RunFacts(read_run_config(folder), table.read_text(encoding="utf-8") if table else None,
-                    json.loads(train.read_text(encoding="utf-8")) if train.is_file() else None)  # fmt: skip
+                    read_train_results(folder))  # fmt: skip
 
 
 def model_config(model: ViFiCLIP, frames: int, normalization: str) -> dict:
@@ -172,7 +154,7 @@ recognizer = vificlip.load("hf-hub:{name}", num_frames={config["num_frames"]})
 recognizer.predict("my_clip.mp4", ["dancing", "swimming", "climbing stairs"])
 ```
 
-The folder itself (`{WEIGHTS_FILE}`, `{CONFIG_JSON}`) loads the same way from a local path.
+The folder itself (`{WEIGHTS_FILE}`, `{EXPORT_CONFIG}`) loads the same way from a local path.
 
 ## Citation
 
@@ -203,7 +185,7 @@ def export(source: str, out_dir: str | os.PathLike, base: str | None = None, fra
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         save_model(model, tmp / WEIGHTS_FILE)
-        (tmp / CONFIG_JSON).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+        (tmp / EXPORT_CONFIG).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(model_card(model, config, facts, source, repo), encoding="utf-8")
         if out.is_dir():
             out.rmdir()

@@ -11,6 +11,7 @@ probabilities are averaged (the reference sums them, SPEC §4.1; the ranking is 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ..data.sampling import test_indices
 from ..data.transforms import TestTransform, build_test_transform
 from ..engine.distributed import pick_device
 from ..engine.resolve import resolve_optional, resolve_weights
+from ..engine.runs import MODEL_FILE
 from ..errors import VificlipError
 from ..model.loading import load_model
 from ..model.prompt_io import is_prompt_file, load_prompts
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 #: the most frames one video may be sampled to (the paper uses 8-32); memory grows with it, not with the source
 MAX_FRAMES = 256
 DEFAULT_FRAMES = 16  # segments per video when neither the caller nor the checkpoint says
+EXPORT_CONFIG = "config.json"  # what `vificlip export` writes beside the weights: frames, normalisation, …
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,21 @@ class VideoRecognizer:
         )
 
 
+def recorded_pipeline(weights: Path) -> dict:
+    """Frames and normalisation recorded by an export (``config.json`` beside our weights); {} for anything else."""
+    folder = weights if weights.is_dir() else weights.parent
+    config = folder / EXPORT_CONFIG
+    if not (folder / MODEL_FILE).is_file() or not config.is_file():
+        return {}
+    try:
+        recorded = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(recorded, dict) or recorded.get("format") != "vificlip":
+        return {}  # e.g. a Hugging Face CLIPModel config
+    return {k: recorded[k] for k in ("num_frames", "normalization") if k in recorded}
+
+
 def load(
     checkpoint: str | Path,
     base: str | Path | None = None,
@@ -202,8 +220,6 @@ def load(
     ``num_frames`` and ``normalization`` default to what an exported folder records (``vificlip export``), else
     16 frames and the authors' constants.
     """
-    from .export import recorded_pipeline
-
     path = resolve_weights(checkpoint)  # a name, run folder or checkpoint folder → its weights
     recorded = recorded_pipeline(path)
     num_frames = num_frames or recorded.get("num_frames", DEFAULT_FRAMES)
