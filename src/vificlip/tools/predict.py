@@ -222,7 +222,8 @@ def load(
     """
     path = resolve_weights(checkpoint)  # a name, run folder or checkpoint folder → its weights
     recorded = recorded_pipeline(path)
-    num_frames = num_frames or recorded.get("num_frames", DEFAULT_FRAMES)
+    if num_frames is None:
+        num_frames = recorded.get("num_frames", DEFAULT_FRAMES)
     if "normalization" in recorded:
         pipeline.setdefault("normalization", recorded["normalization"])
     base_path = resolve_optional(base)
