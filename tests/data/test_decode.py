@@ -10,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vificlip.data.decode import PyAVReader, VideoDecodeError, available_backends, open_video
+from vificlip.data.decode import available_backends, open_video
+from vificlip.data.pyav_reader import PyAVReader
+from vificlip.data.video_reader import VideoDecodeError
 from vificlip.errors import VificlipError
 
 NO_SCENECUT = {"x264-params": "scenecut=0"}  # keyframes exactly every keyframe_interval frames

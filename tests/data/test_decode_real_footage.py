@@ -12,9 +12,11 @@ import torch
 from PIL import Image
 from testkit import indexed_frames
 
-from vificlip.data import decode
-from vificlip.data.decode import VideoDecodeError, expand_videos, open_video
+from vificlip.data import video_reader
+from vificlip.data.decode import open_video
 from vificlip.data.transforms import build_test_transform
+from vificlip.data.video_files import expand_videos
+from vificlip.data.video_reader import VideoDecodeError
 from vificlip.data.writer import write_video
 
 LOSSLESS = {"codec": "libx264rgb", "options": {"qp": "0"}}  # stored pixels come back exactly
@@ -94,7 +96,7 @@ def test_truncated_file_allowed_reads_the_frames_it_has_exactly(tmp_path, caplog
 
 def test_frames_above_the_pixel_limit_are_refused(indexed_video, monkeypatch, frame_folder):
     video, folder = indexed_video(5), frame_folder(3)
-    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 64 * 96 - 1)
+    monkeypatch.setattr(video_reader, "MAX_FRAME_PIXELS", 64 * 96 - 1)
     with pytest.raises(VideoDecodeError, match="6,143 pixels"):
         open_video(video)
     with open_video(folder) as reader, pytest.raises(VideoDecodeError, match="above the limit"):
@@ -104,7 +106,7 @@ def test_frames_above_the_pixel_limit_are_refused(indexed_video, monkeypatch, fr
 def test_resized_frames_above_the_pixel_limit_are_refused(tmp_path, monkeypatch):
     """An extreme aspect ratio grows enormous when its short side is resized up: refused, not allocated."""
     path = write_video(tmp_path / "strip.mp4", np.zeros((3, 16, 1024, 3), np.uint8))
-    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 100_000)  # the 16×1024 source passes, 256×16384 would not
+    monkeypatch.setattr(video_reader, "MAX_FRAME_PIXELS", 100_000)  # 16×1024 passes, 256×16384 would not
     with open_video(path) as reader, pytest.raises(VideoDecodeError, match="a resized frame"):
         reader.read([0], lambda frame: torch.zeros(3, 256, 16384, dtype=torch.uint8))
 

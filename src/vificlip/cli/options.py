@@ -48,7 +48,7 @@ def add_video_arguments(
 
 
 def add_truncation_argument(p: argparse.ArgumentParser) -> None:
-    """The one truncation policy's switch (predict, embed, visualize, prepare): see data/decode.py."""
+    """The one truncation policy's switch (predict, embed, visualize, prepare): see data/video_reader.py."""
     p.add_argument(
         "--allow-truncated", action="store_true",
         help="use the frames a truncated file has (fewer than its container declares) instead of refusing it; "

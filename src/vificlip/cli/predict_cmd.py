@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.decode import VideoDecodeError
+    from ..data.video_reader import VideoDecodeError
     from ..tools.predict import find_videos, load
 
     classes = parse_classes(args)

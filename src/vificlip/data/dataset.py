@@ -22,10 +22,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from vificlip.data.decode import VideoDecodeError, open_video
+from vificlip.data.decode import open_video
 from vificlip.data.records import VideoRecord
 from vificlip.data.sampling import multi_clip_indices, train_indices
 from vificlip.data.transforms import build_test_transform, build_train_transform
+from vificlip.data.video_reader import VideoDecodeError
 from vificlip.errors import VificlipError
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.decode import VideoDecodeError
 from ..data.labelsets import LABEL_SETS, read_label_set
+from ..data.video_reader import VideoDecodeError
 from ..digest import file_sha256
 from ..errors import VificlipError
 from ..model.text import check_class_names, split_class_names

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from ..data.decode import VIDEO_SUFFIXES, expand_videos, is_frame_folder, open_video
+from ..data.decode import open_video
 from ..data.sampling import test_indices
 from ..data.transforms import TestTransform, build_test_transform
+from ..data.video_files import VIDEO_SUFFIXES, expand_videos, is_frame_folder
 from ..engine.distributed import pick_device
 from ..engine.resolve import resolve_optional, resolve_weights
 from ..engine.runs import MODEL_FILE

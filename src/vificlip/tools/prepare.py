@@ -12,7 +12,7 @@ sampled frame, which no CPU budget can sustain at the GPU's training rate. Prepa
 * upright pixels: a source's display rotation (phone videos) is applied to the frames and not written as a tag,
   so every reader sees what a player shows.
 
-Sources are the files :data:`~vificlip.data.decode.VIDEO_SUFFIXES` names and ``img_*.jpg`` frame folders, as for
+Sources are the files :data:`~vificlip.data.video_files.VIDEO_SUFFIXES` names and ``img_*.jpg`` frame folders, as for
 ``predict`` and ``embed``. A source with fewer frames than its container declares (a half-downloaded file) is
 unreadable unless ``allow_truncated`` (``--allow-truncated``) is set; then it is transcoded, and counted.
 
@@ -45,8 +45,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.annotations import read_video_list
-from ..data.decode import VideoDecodeError, expand_videos, open_video
+from ..data.decode import open_video
 from ..data.locate import locate_records
+from ..data.video_files import expand_videos
+from ..data.video_reader import VideoDecodeError
 from ..errors import VificlipError
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class PrepareOptions:
     crf: int = 20
     preset: str = "veryfast"
     threads: int = 1
-    allow_truncated: bool = False  # the decoders' truncation policy (data/decode.py)
+    allow_truncated: bool = False  # the decoders' truncation policy (data/video_reader.py)
 
     def __post_init__(self) -> None:
         if self.short_side < 16 or self.short_side % 2:
