@@ -117,3 +117,15 @@ def test_one_file_sha256() -> None:
         p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "def file_sha256" in p.read_text()
     ]
     assert owners == ["digest.py"]
+
+
+MAX_LINES = 400  # the project rule (issue 12): a file longer than this has more than one job; split it
+
+
+def test_no_python_file_is_over_400_lines() -> None:
+    root = PACKAGE.parents[1]
+    lengths = {p.relative_to(root).as_posix(): len(p.read_text().splitlines())
+               for top in ("src", "tests") for p in (root / top).rglob("*.py")}  # fmt: skip
+    assert len(lengths) > 100 and lengths["tests/test_layering.py"] > 100  # the walk sees the whole tree
+    offenders = sorted(f"{path} ({n} lines)" for path, n in lengths.items() if n > MAX_LINES)
+    assert not offenders, f"over {MAX_LINES} lines: " + ", ".join(offenders)

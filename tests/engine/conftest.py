@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from crashkit import OVERRIDES, signal_after_step
 
 from vificlip.data.writer import write_video
 from vificlip.engine.config import RunConfig, apply_overrides, config_from_dict
+from vificlip.engine.train import TrainingStopped, train
 from vificlip.model import ClipArch, ViFiCLIP
 from vificlip.model.loading import save_model
 
@@ -86,3 +90,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---- the crash-safety tests' shared runs (tests/engine/test_crash_safety_*.py) --------------------------------------
+@pytest.fixture(scope="session")
+def reference(toy_task, tmp_path_factory) -> dict[str, torch.Tensor]:
+    cfg = toy_task.config(tmp_path_factory.mktemp("reference") / "run", OVERRIDES)
+    torch.set_num_threads(1)
+    return {k: v.clone() for k, v in train(cfg).model.state_dict().items()}
+
+
+@pytest.fixture(scope="session")
+def stopped_template(toy_task, tmp_path_factory):
+    """A run stopped by SIGTERM after step 4: snapshots epoch_000 (step 3) and step_0000005 (mid-epoch 2)."""
+    cfg = toy_task.config(tmp_path_factory.mktemp("stopped") / "run", OVERRIDES)
+    torch.set_num_threads(1)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.MonkeyPatch.context() as mp:
+        signal_after_step(mp, 4, signal.SIGTERM)
+        with pytest.raises(TrainingStopped, match="stopped by SIGTERM.*step 5.*--resume auto") as stopped:
+            train(cfg)
+    assert stopped.value.exit_code == 143
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    return cfg.run_dir
+
+
+@pytest.fixture
+def stopped(stopped_template, toy_task, tmp_path):
+    """A private copy of the stopped run and its config."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped_template, run_dir)
+    return toy_task.config(run_dir, OVERRIDES)

@@ -12,16 +12,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vificlip.cli import main
 from vificlip.model import ViFiCLIP, arch_by_name
-from vificlip.tools.benchmark import (
-    BenchmarkConfig,
+from vificlip.tools.bench_compute import (
     analytic_vision_macs,
-    class_names,
     count_parameters,
     counted_vision_macs,
-    logits_function,
     math_attention,
-    path_settings,
 )
+from vificlip.tools.benchmark import BenchmarkConfig, class_names, logits_function, path_settings
 
 
 def test_vit_b16_16_frames_is_281_gflops_counted_and_analytic() -> None:

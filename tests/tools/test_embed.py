@@ -20,13 +20,8 @@ from vificlip.cli import main
 from vificlip.data.writer import write_video
 from vificlip.model import ViFiCLIP
 from vificlip.model.loading import save_model
-from vificlip.tools.embed import (
-    EmbeddingIndexError,
-    embed_folder,
-    load_index,
-    model_identity,
-    parts_dir,
-)
+from vificlip.tools.embed import embed_folder, model_identity
+from vificlip.tools.embed_index import EmbeddingIndexError, load_index, parts_dir
 from vificlip.tools.predict import load, load_video_tensor
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}

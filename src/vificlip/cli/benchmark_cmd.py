@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return run_data(args)
     if args.what == "serve":
         return run_serve(args)
-    from ..tools.benchmark import BenchmarkConfig, format_benchmark, run_benchmark
+    from ..tools.bench_report import format_benchmark
+    from ..tools.benchmark import BenchmarkConfig, run_benchmark
 
     cfg = BenchmarkConfig(arch=args.arch, num_frames=args.frames, batch=args.batch, train_batch=args.train_batch,
                           num_classes=args.classes, device=args.device, steps=args.steps, warmup=args.warmup,

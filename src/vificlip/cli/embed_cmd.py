@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.resolve import resolve_optional, resolve_weights
-    from ..tools.embed import embed_folder, model_identity, plot_index
+    from ..tools.embed import embed_folder, model_identity
+    from ..tools.embed_plot import plot_index
     from ..tools.predict import load
 
     if args.frames < 1 or args.workers < 0 or args.flush_every < 1:

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.resolve import resolve_optional
-    from ..tools.embed import load_index, load_search_model, search
+    from ..tools.embed_index import load_index
+    from ..tools.embed_search import load_search_model, search
 
     if args.top_k < 1:
         raise VificlipError("--top-k must be at least 1")

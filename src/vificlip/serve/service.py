@@ -27,7 +27,8 @@ from ..data.video_reader import VideoDecodeError
 from ..digest import file_sha256
 from ..errors import VificlipError
 from ..model.text import check_class_names, split_class_names
-from ..tools.embed import EmbeddingIndex, SearchHit, load_index, nearest
+from ..tools.embed_index import EmbeddingIndex, load_index
+from ..tools.embed_search import SearchHit, nearest
 from ..tools.predict import VIDEO_SUFFIXES, Prediction, load, load_video_tensor
 from .batching import MicroBatcher
 from .config import ServeConfig

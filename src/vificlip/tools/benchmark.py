@@ -1,9 +1,7 @@
-"""How big and how fast the model is on this machine (``vificlip benchmark``), against a naive path in the same run.
+"""How fast the model is on this machine (``vificlip benchmark``), against a naive path in the same run.
 
-Compute is given per view in the papers' convention: multiply-accumulates ("GFLOPs" in the ViFi-CLIP README, 281
-for ViT-B/16 × 16 frames), vision tower only, attention included. torch's FlopCounterMode does not see fused
-attention kernels, so we count on the meta device with the math kernel forced (no forward at full size), and print
-the analytic count beside it.
+Size and compute come from tools/bench_compute.py, the clock and memory figures from tools/bench_timing.py, the
+printed report from tools/bench_report.py.
 
 The optimised path is what vificlip does by default: fused attention, bf16 autocast on GPUs, text trimmed to the
 longest class prompt and cached while frozen, fused AdamW, optionally ``torch.compile`` and activation
@@ -16,20 +14,24 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import VificlipError
 from ..model.backbone import ClipArch, arch_by_name
 from ..model.text import eot_positions, tokenize
-from ..model.variants import part_of
 from ..model.vificlip import ViFiCLIP
+from .bench_compute import (
+    analytic_text_macs,
+    analytic_vision_macs,
+    compute_figures,
+    count_parameters,
+    math_attention,
+)
+from .bench_timing import matmul_tflops, peak_memory_gib, reset_peak_memory, time_per_call
 from .predict import resolve_device
 
 # A model that runs in milliseconds on a CPU core (tests, quick checks of the machinery).
@@ -77,106 +79,6 @@ def class_names(num_classes: int) -> list[str]:
         names[i % len(names)] + (f" {i // len(names) + 1}" if i >= len(names) else "")
         for i in range(num_classes)
     ]
-
-
-# ---- size and compute -------------------------------------------------------------------------------------------
-def count_parameters(model: ViFiCLIP) -> dict[str, int]:
-    """Parameters by part; ``total`` includes the token-embedding table (SPEC §1.6: 149.62 M for ViT-B/16)."""
-    counts = {"vision": 0, "text": 0, "token_embedding": 0, "other": 0}
-    for name, param in model.clip.named_parameters():
-        part = {"image": "vision", "text": "text", "token_embedding": "token_embedding"}.get(
-            part_of(name), "other"
-        )
-        counts[part] += param.numel()
-    counts["prompts"] = sum(p.numel() for p in model.prompts.parameters())
-    counts["total"] = sum(counts.values())
-    counts["trainable"] = model.num_trainable_parameters()
-    return counts
-
-
-def analytic_vision_macs(arch: ClipArch, num_frames: int) -> int:
-    """Multiply-accumulates of one view: per frame, patch embedding + per block 12·S·W² + 2·S²·W + projection."""
-    s, w, g = 1 + arch.grid_size**2, arch.vision_width, arch.grid_size
-    patch = g * g * 3 * arch.patch_size**2 * w
-    blocks = arch.vision_layers * (12 * s * w * w + 2 * s * s * w)
-    return num_frames * (patch + blocks + w * arch.embed_dim)
-
-
-def analytic_text_macs(arch: ClipArch, length: int) -> int:
-    """Multiply-accumulates of one prompt at ``length`` tokens (attention computed densely, mask applied)."""
-    w = arch.text_width
-    return arch.text_layers * (12 * length * w * w + 2 * length * length * w) + w * arch.embed_dim
-
-
-@contextlib.contextmanager
-def math_attention() -> Iterator[None]:
-    """Force the math kernel (explicit matmuls), also inside nn.MultiheadAttention's fast path."""
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with sdpa_kernel(SDPBackend.MATH):
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-
-
-def counted_vision_macs(arch: ClipArch, num_frames: int) -> int:
-    """FlopCounterMode's count for one view, halved to MACs; on the meta device, so free at any size."""
-    with torch.device("meta"):
-        model = ViFiCLIP.from_arch(arch).eval()
-    video = torch.empty(1, num_frames, 3, arch.image_size, arch.image_size, device="meta")
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), math_attention(), counter:
-        model.encode_video(video)
-    return counter.get_total_flops() // 2
-
-
-# ---- timing -----------------------------------------------------------------------------------------------------
-def synchronize(device: torch.device) -> None:
-    if device.type != "cpu" and hasattr(torch, "accelerator"):
-        torch.accelerator.synchronize(device)
-
-
-def time_per_call(fn: Callable[[], object], device: torch.device, steps: int, warmup: int) -> float:
-    """Seconds per call of ``fn``: CUDA events on CUDA (no host-side gaps counted), a wall clock elsewhere."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(steps):
-            fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1000 / steps
-    begin = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - begin) / steps
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory_gib(device: torch.device) -> float | None:
-    """Peak allocated accelerator memory since the last reset; None on the CPU (no allocator statistics)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return None
-
-
-def matmul_tflops(device: torch.device, steps: int = 10) -> tuple[float, str]:
-    """Achieved TFLOP/s of a large square matmul: bf16 8192³ on GPUs (the MFU denominator), fp32 1024³ on CPUs."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    seconds = time_per_call(lambda: a @ b, device, steps, warmup=3)
-    return 2 * n**3 / seconds / 1e12, f"{str(dtype).removeprefix('torch.')} {n}³ matmul"
 
 
 # ---- the two paths ------------------------------------------------------------------------------------------------
@@ -292,17 +194,6 @@ def _device_name(device: torch.device) -> str:
     return f"{device.type} ({torch.get_num_threads()} threads)"
 
 
-def compute_figures(arch: ClipArch, num_frames: int, text_tokens: int) -> dict:
-    """GMACs per view of the vision tower (counted and analytic) and per prompt of the text tower."""
-    counted, analytic = counted_vision_macs(arch, num_frames), analytic_vision_macs(arch, num_frames)
-    return {
-        "vision_gmacs_per_view": {"counted": counted / 1e9, "analytic": analytic / 1e9,
-                                  "difference_pct": 100 * (counted - analytic) / analytic},
-        "text_gmacs_per_prompt": {"tokens": text_tokens, "trimmed": analytic_text_macs(arch, text_tokens) / 1e9,
-                                  "full": analytic_text_macs(arch, arch.context_length) / 1e9},
-    }  # fmt: skip
-
-
 def run_benchmark(cfg: BenchmarkConfig) -> dict:
     """Parameters, compute, and naive vs optimised inference and training speed on ``cfg.device``."""
     device = resolve_device(cfg.device)
@@ -361,44 +252,3 @@ def utilisation(
             if kind in result[name]:
                 out[f"{name}_{kind}"] = work[kind] / (result[name][kind][key] / 1e3) / peak
     return out
-
-
-def format_benchmark(result: dict) -> str:
-    """The result as a short human-readable report."""
-    cfg, params = result["config"], result["parameters"]
-    vision, text = result["vision_gmacs_per_view"], result["text_gmacs_per_prompt"]
-    lines = [
-        f"model {cfg['arch']}, {cfg['num_frames']} frames × {result['arch']['image_size']}², {cfg['num_classes']} "
-        f"classes on {result['device_name']} (torch {result['torch']})",
-        f"parameters: {params['total'] / 1e6:.2f} M (vision {params['vision'] / 1e6:.2f} M, text "
-        f"{params['text'] / 1e6:.2f} M, token embedding {params['token_embedding'] / 1e6:.2f} M)",
-        f"GFLOPs per view (multiply-accumulates, vision tower, the papers' convention): {vision['counted']:.4g} "
-        f"counted (FlopCounterMode, math attention) vs {vision['analytic']:.4g} analytic "
-        f"({vision['difference_pct']:+.3f}%)",
-        f"text GMACs per prompt: {text['trimmed']:.3f} at {text['tokens']} tokens (trimmed) vs {text['full']:.3f} at "
-        f"{result['arch']['context_length']}",
-    ]
-    for name in ("naive", "optimised"):
-        part = result[name]
-        lines.append(f"{name}: {part['settings']}")
-        inference = part["inference"]
-        lines.append(f"  inference  batch {cfg['batch']:3d}: {inference['videos_per_s']:9.2f} videos/s "
-                     f"({inference['ms_per_call']:.1f} ms/call){_memory(inference)}")  # fmt: skip
-        if "training" in part:
-            training = part["training"]
-            lines.append(f"  training   batch {cfg['train_batch']:3d}: {training['clips_per_s']:9.2f} clips/s "
-                         f"({training['ms_per_step']:.1f} ms/step){_memory(training)}")  # fmt: skip
-    ratios = ", ".join(f"{kind} {ratio:.2f}×" for kind, ratio in result["speedup"].items())
-    lines.append(f"optimised / naive: {ratios}")
-    if "mfu" in result:
-        mfu = result["mfu"]
-        shares = ", ".join(
-            f"{k.replace('_', ' ')} {v:.1%}" for k, v in mfu.items() if k.startswith(("naive", "opt"))
-        )
-        lines.append(f"utilisation vs {mfu['matmul']} at {mfu['matmul_tflops']:.1f} TFLOP/s: {shares}")
-    return "\n".join(lines)
-
-
-def _memory(measurement: dict) -> str:
-    peak = measurement.get("peak_memory_gib")
-    return f", peak {peak:.2f} GiB" if peak is not None else ""

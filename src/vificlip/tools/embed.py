@@ -1,8 +1,6 @@
-"""Video embeddings for a folder and text → video search over them (``vificlip embed`` / ``vificlip search``).
+"""Video embeddings for a folder (``vificlip embed``), written resumably into an index (tools/embed_index.py).
 
-An index is one safetensors file: ``embeddings`` [N,D] (float32, L2-normalised) plus JSON metadata (relative paths,
-frame counts, class = parent folder, and the model's identity: checkpoint sha256 and the test pipeline). Large
-folders are embedded resumably: every ``flush_every`` videos go to a new part file ``FILE.parts/part-NNNNNN``
+Large folders are embedded resumably: every ``flush_every`` videos go to a new part file ``FILE.parts/part-NNNNNN``
 (written to a temp name, then renamed), so an interrupted run loses at most one part; a rerun skips every path
 already stored and finally merges the parts into FILE, again atomically.
 """
@@ -11,28 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from ..atomic import atomic_path
 from ..data.decode import VideoDecodeError, expand_videos
 from ..data.transforms import build_test_transform
 from ..digest import file_sha256
-from ..errors import VificlipError
-from ..model.vificlip import ViFiCLIP
-from .predict import VideoRecognizer, read_clip, resolve_device
+from .embed_index import EmbeddingIndex, EmbeddingIndexError, load_index, parts_dir
+from .predict import VideoRecognizer, read_clip
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = "vificlip-embeddings"
-INDEX_VERSION = 1
-META_KEY = "vificlip_index"
 # Fields of the model identity that must match to add embeddings to an existing index.
 IDENTITY_KEYS = (
     "sha256",
@@ -43,10 +32,6 @@ IDENTITY_KEYS = (
     "num_crops",
     "normalization",
 )
-
-
-class EmbeddingIndexError(VificlipError):
-    """An embedding index that cannot be read, or does not match the model or folder given."""
 
 
 def model_identity(
@@ -67,85 +52,6 @@ def model_identity(
         "num_crops": recognizer.num_crops,
         "normalization": recognizer.normalization,
     }
-
-
-@dataclass
-class EmbeddingIndex:
-    """Embeddings [N,D] with one path (relative to ``root``), frame count and class label per row."""
-
-    root: str
-    model: dict
-    embeddings: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0))
-    paths: list[str] = field(default_factory=list)
-    num_frames: list[int] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def metadata(self) -> dict[str, str]:
-        info = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "root": self.root, "model": self.model,
-                "paths": self.paths, "num_frames": self.num_frames, "labels": self.labels}  # fmt: skip
-        return {META_KEY: json.dumps(info)}
-
-    def extend(self, other: EmbeddingIndex) -> None:
-        """Append rows of ``other`` whose paths are new (a part may repeat rows after an interrupted merge)."""
-        seen = set(self.paths)
-        keep = [i for i, p in enumerate(other.paths) if p not in seen]
-        if not keep:
-            return
-        rows = other.embeddings[keep]
-        self.embeddings = rows.clone() if len(self) == 0 else torch.cat([self.embeddings, rows])
-        self.paths += [other.paths[i] for i in keep]
-        self.num_frames += [other.num_frames[i] for i in keep]
-        self.labels += [other.labels[i] for i in keep]
-
-    def save(self, path: Path) -> None:
-        """Write atomically (temp file, then rename), so a reader or a crash never sees half a file."""
-        with atomic_path(path) as tmp:
-            save_file({"embeddings": self.embeddings.contiguous()}, str(tmp), metadata=self.metadata())
-
-    @classmethod
-    def read(cls, path: Path) -> EmbeddingIndex:
-        """One index or part file."""
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                info = json.loads((handle.metadata() or {})[META_KEY])
-                embeddings = handle.get_tensor("embeddings")
-        except (KeyError, OSError, ValueError, SafetensorError) as exc:  # JSONDecodeError is a ValueError
-            detail = " ".join(str(exc).split())[:120] or type(exc).__name__
-            raise EmbeddingIndexError(
-                f"{path}: not a vificlip embedding index (make one with `vificlip embed`): {detail}"
-            ) from None
-        if (
-            not isinstance(info, dict)
-            or info.get("format") != INDEX_FORMAT
-            or info.get("version") != INDEX_VERSION
-        ):
-            found = f"{info.get('format')} v{info.get('version')}" if isinstance(info, dict) else "no format"
-            raise EmbeddingIndexError(f"{path}: unsupported index format {found}")
-        try:
-            return cls(root=info["root"], model=info["model"], embeddings=embeddings, paths=list(info["paths"]),
-                       num_frames=list(info["num_frames"]), labels=list(info["labels"]))  # fmt: skip
-        except (KeyError, TypeError) as exc:
-            raise EmbeddingIndexError(f"{path}: damaged index metadata (missing {exc})") from None
-
-
-def parts_dir(path: Path) -> Path:
-    return path.with_name(path.name + ".parts")
-
-
-def load_index(path: str | Path) -> EmbeddingIndex:
-    """The index at ``path`` plus any parts an unfinished ``embed`` left beside it."""
-    path = Path(path)
-    parts = sorted(parts_dir(path).glob("part-*.safetensors"))
-    if not path.exists() and not parts:
-        raise FileNotFoundError(f"{path}: no embedding index here (make one with `vificlip embed`)")
-    pieces = ([EmbeddingIndex.read(path)] if path.exists() else []) + [EmbeddingIndex.read(p) for p in parts]
-    index = EmbeddingIndex(root=pieces[0].root, model=pieces[0].model)
-    for piece in pieces:
-        index.extend(piece)
-    return index
 
 
 def video_label(relative: str) -> str:
@@ -287,116 +193,3 @@ def embed_folder(
     writer.merge()
     return EmbedResult(index=index, added=len(index) - len(done), skipped=len(done), failed=failed,
                        truncated=truncated)  # fmt: skip
-
-
-def load_search_model(
-    index: EmbeddingIndex,
-    checkpoint: str | Path | None = None,
-    base: str | Path | None = None,
-    device: str = "auto",
-) -> ViFiCLIP:
-    """The model that made ``index`` (checked by sha256), or ``checkpoint`` (a warning if it is another model)."""
-    from ..model.loading import load_model
-
-    recorded = index.model
-    path = Path(checkpoint) if checkpoint is not None else Path(recorded["checkpoint"])
-    base = base if base is not None else recorded.get("base")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: the checkpoint recorded in the index is gone; pass --checkpoint")
-    digest = file_sha256(path)
-    if digest != recorded["sha256"]:
-        if checkpoint is None:
-            raise EmbeddingIndexError(f"{path} changed since the index was made (sha256 {digest[:12]}… ≠ "
-                                      f"{recorded['sha256'][:12]}…); pass the original with --checkpoint")  # fmt: skip
-        log.warning(
-            "%s is not the checkpoint that made the index (sha256 differs): scores may mean little", path
-        )
-    model = load_model(path, base=base, template=recorded.get("template"))
-    return model.to(resolve_device(device)).eval()
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    path: str  # absolute: index root / relative path
-    label: str
-    score: float  # cosine similarity of the query's text feature and the video embedding
-
-
-@torch.no_grad()
-def search(model: ViFiCLIP, index: EmbeddingIndex, query: str, top_k: int = 10) -> list[SearchHit]:
-    """Videos ranked by cos(text(query), video): the query goes through the model's prompt template and text tower."""
-    if not query.strip():
-        raise EmbeddingIndexError("the search query is empty")
-    if len(index) == 0:
-        return []
-    text = F.normalize(model.encode_text([query]).float(), dim=-1).cpu()  # [1, D]
-    if text.shape[-1] != index.embeddings.shape[-1]:
-        raise EmbeddingIndexError(f"the model's embeddings have {text.shape[-1]} dimensions, the index's "
-                                  f"{index.embeddings.shape[-1]}: the index was made by another model")  # fmt: skip
-    return [hit for _, hit in nearest(index, text[0], top_k)]
-
-
-def nearest(
-    index: EmbeddingIndex, query: torch.Tensor, top_k: int = 10, exclude: Sequence[int] = ()
-) -> list[tuple[int, SearchHit]]:
-    """(row, hit) of the ``top_k`` rows by cosine with ``query`` [D] (text or video); ``exclude``d rows left out."""
-    query = F.normalize(query.float(), dim=-1)
-    scores = index.embeddings.float() @ query  # [N]
-    if exclude:
-        scores[list(exclude)] = float("-inf")
-    count = min(top_k, len(index) - len(set(exclude)))
-    if count <= 0:
-        return []
-    values, rows = scores.topk(count)
-    root = Path(index.root)
-    return [(r, SearchHit(str(root / index.paths[r]), index.labels[r], float(v)))
-            for v, r in zip(values, rows.tolist())]  # fmt: skip
-
-
-def project_2d(embeddings: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, str]:
-    """[N,D] → ([N,2], method): t-SNE where scikit-learn is installed (and N allows), else PCA."""
-    n = embeddings.shape[0]
-    try:
-        from sklearn.manifold import TSNE
-    except ImportError:
-        TSNE = None
-    if TSNE is not None and n > 4:
-        points = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed)
-        return torch.from_numpy(points.fit_transform(embeddings.double().numpy())).float(), "t-SNE"
-    x = embeddings.double()
-    if n < 2:
-        return torch.zeros(n, 2), "PCA"
-    torch.manual_seed(seed)
-    u, s, _ = torch.pca_lowrank(x, q=min(2, n, x.shape[1]), center=True)
-    points = (u * s)[:, :2]  # [N, ≤2] coordinates on the principal axes
-    return F.pad(points, (0, 2 - points.shape[1])).float(), "PCA"
-
-
-def plot_index(index: EmbeddingIndex, path: str | Path, seed: int = 0) -> Path:
-    """The paper's picture: embeddings on a 2-D map, one colour per class (parent folder)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
-
-    if len(index) == 0:
-        raise EmbeddingIndexError("the index is empty: nothing to plot")
-    points, method = project_2d(index.embeddings.float(), seed)
-    classes = sorted(set(index.labels))
-    fig, ax = plt.subplots(figsize=(7, 6))
-    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
-    for c, name in enumerate(classes):
-        rows = [i for i, label in enumerate(index.labels) if label == name]
-        ax.scatter(
-            points[rows, 0], points[rows, 1], s=12, color=cmap(c % cmap.N), label=name or "(top level)"
-        )
-    if len(classes) <= 20:
-        ax.legend(fontsize=7, markerscale=1.5, loc="best")
-    ax.set_title(f"{len(index)} videos, {len(classes)} classes ({method})")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
