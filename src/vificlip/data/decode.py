@@ -31,7 +31,6 @@ from vificlip.data.decord_reader import DecordReader, decord_works
 from vificlip.data.frame_folder_reader import FrameFolderReader
 from vificlip.data.pyav_reader import PyAVReader
 from vificlip.data.torchcodec_reader import TorchCodecReader, torchcodec_works
-from vificlip.data.video_files import expand_videos as expand_videos  # re-export: tools/embed.py uses it
 from vificlip.data.video_reader import VideoDecodeError, VideoReader
 from vificlip.errors import VificlipError
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..data.decode import VideoDecodeError, expand_videos
+from ..data.decode import VideoDecodeError
 from ..data.transforms import build_test_transform
+from ..data.video_files import expand_videos
 from ..digest import file_sha256
 from .embed_index import EmbeddingIndex, EmbeddingIndexError, load_index, parts_dir
 from .predict import VideoRecognizer, read_clip
