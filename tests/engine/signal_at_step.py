@@ -15,12 +15,12 @@ import time
 
 from vificlip.cli import main
 from vificlip.engine import logging as engine_logging
-from vificlip.engine import train as train_module
+from vificlip.engine import stop as stop_module
 
 step, mode = int(sys.argv[1]), sys.argv[2]
 args = sys.argv[sys.argv.index("--") + 1 :]
 received: list[int] = []
-real_handle = train_module.StopSignals._handle
+real_handle = stop_module.StopSignals._handle
 real_write = engine_logging.MetricsWriter.write
 
 
@@ -41,6 +41,6 @@ def write(self, kind, at, values):  # called on every rank (the writer itself is
         os.kill(os.getpid(), getattr(signal, f"SIG{mode}"))
 
 
-train_module.StopSignals._handle = handle
+stop_module.StopSignals._handle = handle
 engine_logging.MetricsWriter.write = write
 sys.exit(main(args))

@@ -137,7 +137,7 @@ def test_choice_fields_are_checked_at_config_time_against_the_owners_list(key, b
 
 def test_choice_lists_are_the_owning_modules_lists():
     from vificlip.data.decode import BACKENDS, available_backends
-    from vificlip.engine.config import CHOICES
+    from vificlip.engine.config_validate import CHOICES
     from vificlip.model.variants import TRAINABLE
 
     assert CHOICES["model.variant"] == tuple(TRAINABLE) and CHOICES["data.backend"] is BACKENDS

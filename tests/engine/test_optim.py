@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vificlip.engine.config import OptimConfig
+from vificlip.engine.config_schema import OptimConfig
 from vificlip.engine.optim import LRSchedule, build_optimizer, optimizer_step_indices
 from vificlip.engine.runs import read_metrics
 from vificlip.engine.train import train

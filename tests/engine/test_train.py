@@ -10,9 +10,11 @@ from vificlip.engine import checkpoint as ckpt
 from vificlip.engine import runs
 from vificlip.engine import train as train_module
 from vificlip.engine.builders import build_model
-from vificlip.engine.config import ConfigError, ModelConfig
+from vificlip.engine.config import ConfigError
+from vificlip.engine.config_schema import ModelConfig
+from vificlip.engine.resume import ResumeError
 from vificlip.engine.runs import read_metrics
-from vificlip.engine.train import NonFiniteLossError, ResumeError, train
+from vificlip.engine.train import NonFiniteLossError, train
 from vificlip.errors import VificlipError
 from vificlip.model import ClipArch, ViFiCLIP
 from vificlip.model.loading import load_model, save_model

@@ -323,7 +323,7 @@ def test_a_real_process_honours_hf_endpoint_hf_home_and_hf_hub_offline(hub, tmp_
 
 def test_config_keys_take_names_model_checkpoint_and_init_from(hub, repos):
     from vificlip.engine.builders import build_model
-    from vificlip.engine.config import ModelConfig
+    from vificlip.engine.config_schema import ModelConfig
 
     def same(a, b) -> bool:
         return all(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from .config import ConfigError, RunConfig
+from .config_schema import ConfigError, RunConfig
 
 log = logging.getLogger(__name__)
 

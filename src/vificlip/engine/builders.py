@@ -25,7 +25,7 @@ from ..data.transforms import build_test_transform, build_train_transform
 from ..model.backbone import ArchitectureError, ClipArch, arch_by_name, build_clip
 from ..model.loading import load_model
 from ..model.vificlip import ViFiCLIP
-from .config import ConfigError, DataConfig, ModelConfig
+from .config_schema import ConfigError, DataConfig, ModelConfig
 from .resolve import resolve_weights
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from ..atomic import atomic_write_text
 from ..data.loader import build_loader
 from ..model.vificlip import ViFiCLIP
 from . import builders
-from .config import RunConfig
+from .config_schema import RunConfig
 from .distributed import all_gather_objects, current_topology, shard_indices
 from .logging import progress_bar
 from .metrics import EvalResult, compute_metrics, top_k, view_scores

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import VificlipError
-from .config import OptimConfig
+from .config_schema import OptimConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_group: bool) -> list[dict]:

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import ConfigError
+from .config_schema import ConfigError
 from .runs import RESULTS_FILE, read_json
 
 # The protocols and their table titles: every list of protocol names (CLI choices, the demo) derives from this.

@@ -8,7 +8,7 @@ multi-view evaluation of the final model when configured. Fixed: DDP ``no_sync``
 
 Nothing is lost (docs/engine.md, "What survives what"): one writer per run folder (:class:`.runs.RunLock`);
 ``--resume auto`` finds the newest complete checkpoint from the folder itself; SIGTERM or Ctrl-C finishes the
-optimiser step, saves, and exits with :data:`STOP_EXIT_CODES` (a second signal aborts at once).
+optimiser step, saves, and exits with :data:`.stop.STOP_EXIT_CODES` (a second signal aborts at once).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,19 +29,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ..atomic import atomic_write_text
-from ..data.loader import seed_worker
 from ..data.mixing import MixupCutmix, smooth_one_hot, soft_target_cross_entropy
 from ..errors import VificlipError
 from ..model.vificlip import ViFiCLIP
 from . import builders, runs
 from . import checkpoint as ckpt
 from .batch import accumulation_steps
-from .config import (
-    RunConfig,
-    config_differences,
-    read_run_config,
-    save_config,
-)
+from .config import RunConfig, save_config
 from .distributed import (
     ResumableSampler,
     Topology,
@@ -55,63 +48,14 @@ from .evaluate import EvalSpec, autocast_context, evaluate_config, wise_interpol
 from .logging import MetricsWriter, attach_file_logs, detach_file_logs, memory_mb, progress_bar
 from .metrics import EvalResult
 from .optim import LRSchedule, build_optimizer, clip_gradients, steps_after
+from .resume import ResumeError, check_run_dir
+from .stop import StopSignals, TrainingStopped, train_worker_init
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(VificlipError, FloatingPointError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class ResumeError(VificlipError):
-    """A resume that would silently change the run (different config, missing state, occupied folder)."""
-
-
-# Exit status of a run stopped by a signal (the shell's 128 + signal number); the CLI returns it.
-STOP_EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
-
-
-class TrainingStopped(VificlipError):
-    """SIGTERM/SIGINT: the run saved a resumable snapshot and stopped; ``exit_code`` is 143 or 130."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.exit_code = STOP_EXIT_CODES.get(signum, 128 + signum)
-
-
-class StopSignals:
-    """While active, the first SIGTERM/SIGINT asks training to stop after the current optimiser step; a second
-    one aborts at once (KeyboardInterrupt). Only the main thread can install handlers; elsewhere it stays idle."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_EXIT_CODES:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            self.__exit__()
-            raise KeyboardInterrupt(f"second signal ({signal.Signals(signum).name}): aborted")
-        self.signum = signum
-        log.warning("%s received: stopping after this optimiser step with a resumable checkpoint (send it "
-                    "again to abort at once)", signal.Signals(signum).name)  # fmt: skip
-
-
-def _train_worker_init(worker_id: int) -> None:
-    """Loader workers leave SIGINT/SIGTERM to the main process, which stops cleanly and shuts them down."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    seed_worker(worker_id)
 
 
 @dataclasses.dataclass
@@ -121,35 +65,6 @@ class TrainResult:
     evals: list[dict]  # per evaluated epoch: {"epoch", "top1", ...}
     final: EvalResult | None  # the last evaluation (multi-view when configured)
     model: ViFiCLIP
-
-
-def check_run_dir(
-    cfg: RunConfig, resume: str | None, overwrite: bool = False, clear: bool = True
-) -> Path | None:
-    """Refuse a resume whose config differs, and a fresh start over existing checkpoints (before any work).
-
-    ``overwrite``: a fresh start that first removes what an earlier training wrote in the folder (``clear``: this
-    process does the removing; rank 0 only under torchrun).
-    """
-    run_dir = cfg.run_dir
-    if resume and overwrite:
-        raise ResumeError("--resume continues a run and --overwrite starts it over; give only one")
-    if overwrite and clear:
-        removed = runs.clear_training_outputs(run_dir)
-        if removed:
-            log.warning("%s: --overwrite removed %s", run_dir, ", ".join(removed))
-    source = ckpt.resume_dir(run_dir, resume) if resume else None
-    # --resume PATH may name another run's checkpoint: compare against the config of the run that wrote it.
-    saved_dir = (runs.run_dir_of(source) or source) if source is not None and resume != "auto" else run_dir
-    if resume and (saved_dir / runs.CONFIG_FILE).is_file():
-        diffs = config_differences(read_run_config(saved_dir), cfg)
-        if diffs:
-            raise ResumeError(f"{saved_dir} was run with a different config; refusing to resume. Differences: "
-                              + "; ".join(diffs))  # fmt: skip
-    if not resume and not overwrite and runs.has_checkpoints(run_dir):
-        raise ResumeError(f"{run_dir} already holds checkpoints; pass --resume auto to continue it, --overwrite "
-                          "to start it over, or choose another --output")  # fmt: skip
-    return source
 
 
 class Trainer:
@@ -203,7 +118,7 @@ class Trainer:
         workers = self.cfg.data.num_workers
         return DataLoader(self.dataset, self.cfg.train.batch_size, sampler=self.sampler, num_workers=workers,
                           pin_memory=self.topo.device.type == "cuda", drop_last=True,
-                          worker_init_fn=_train_worker_init if workers else None,
+                          worker_init_fn=train_worker_init if workers else None,
                           generator=torch.Generator().manual_seed(self.cfg.train.seed + self.topo.rank))  # fmt: skip
 
     def _precision(self) -> str:
