@@ -8,7 +8,7 @@ import pytest
 
 from vificlip.cli import main
 from vificlip.engine import protocols, report
-from vificlip.engine.config import to_yaml
+from vificlip.engine.config import ConfigError, to_yaml
 from vificlip.engine.evaluate import EvalSpec
 from vificlip.engine.metrics import EvalResult
 from vificlip.model.loading import load_model
@@ -195,3 +195,13 @@ def test_no_best_row_without_training_evaluations(scripted, toy_task, tmp_path):
         result.best_cells is None
         and "best evaluated epoch" not in (tmp_path / "fs" / "results.md").read_text()
     )
+
+
+@pytest.mark.parametrize("text", ['{"a": 1}', "[1, 2]", '{"protocol": "fewshot"}'])
+def test_report_on_a_file_that_is_not_a_protocol_result_is_one_line(tmp_path, text, capsys):
+    (tmp_path / "results.json").write_text(text)
+    with pytest.raises(ConfigError, match="not a protocol result"):
+        report.load_result(tmp_path)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a protocol result" in err and len(err.splitlines()) == 1 and "Traceback" not in err

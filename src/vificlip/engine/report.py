@@ -84,7 +84,13 @@ def load_result(path: Path) -> ProtocolResult:
     file = path / RESULTS_FILE if path.is_dir() else path
     if not file.is_file():
         raise ConfigError(f"{path}: no {RESULTS_FILE} (not a protocol run folder)")
-    return ProtocolResult(**read_json(file))
+    data = read_json(file)
+    fields = {f.name: f for f in dataclasses.fields(ProtocolResult)}
+    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
+    if not isinstance(data, dict) or set(data) - set(fields) or set(required) - set(data):
+        raise ConfigError(f"{file}: not a protocol result; expected a JSON object with the fields "
+                          f"{', '.join(required)} (as `vificlip run` writes)")  # fmt: skip
+    return ProtocolResult(**data)
 
 
 def merge_reports(paths: Sequence[Path]) -> str:
