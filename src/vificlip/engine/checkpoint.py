@@ -35,13 +35,6 @@ from ..model.loading import save_model
 from . import runs
 from .runs import MODEL_FILE, STATE_FILE, CheckpointNotFoundError, RunFolderError
 
-# The readers' old home (they live in runs.py now): `checkpoint.model_file` and the like keep working.
-from .runs import checkpoint_root as checkpoint_root
-from .runs import find_checkpoint_dir as find_checkpoint_dir
-from .runs import model_file as model_file
-from .runs import pointer_dir as pointer_dir
-from .runs import read_pointer as read_pointer
-
 log = logging.getLogger(__name__)
 
 KEEP_RESUMABLE = 2  # snapshots that keep state.pt: the newest, and the one to fall back to if it is damaged

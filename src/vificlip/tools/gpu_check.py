@@ -93,7 +93,7 @@ def _train_config(out: Path, device: str) -> Path:
 
 
 def _kill_after_first_checkpoint(args: list[str], run_dir: Path, timeout: float) -> str:
-    from ..engine.checkpoint import read_pointer
+    from ..engine.runs import read_pointer
 
     process = subprocess.Popen([sys.executable, "-m", "vificlip", *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
@@ -113,7 +113,7 @@ def _kill_after_first_checkpoint(args: list[str], run_dir: Path, timeout: float)
 
 
 def _max_weight_difference(a: Path, b: Path) -> float:
-    from ..engine.checkpoint import MODEL_FILE, pointer_dir
+    from ..engine.runs import MODEL_FILE, pointer_dir
     from ..model.loading import load_model
 
     x, y = (load_model(pointer_dir(p) / MODEL_FILE).state_dict() for p in (a, b))
