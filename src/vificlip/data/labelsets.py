@@ -7,14 +7,13 @@ cache, keyed by the archive's hash, so every reader downstream sees ordinary fil
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import tarfile
-import tempfile
 from functools import cache
 from pathlib import Path
 
+from ..atomic import atomic_dir
+from ..digest import file_sha256
 from ..errors import VificlipError
 
 ARCHIVE = Path(__file__).with_name("bundled") / "paper_annotations.tar.xz"
@@ -50,7 +49,7 @@ def cache_root() -> Path:
 
 @cache
 def _archive_digest() -> str:
-    return hashlib.sha256(ARCHIVE.read_bytes()).hexdigest()[:16]
+    return file_sha256(ARCHIVE)[:16]
 
 
 def bundled_annotation_dir() -> Path:
@@ -58,18 +57,12 @@ def bundled_annotation_dir() -> Path:
     target = cache_root() / "annotations" / _archive_digest()
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
     try:
-        with tarfile.open(ARCHIVE, "r:xz") as tar:
+        with atomic_dir(target) as tmp, tarfile.open(ARCHIVE, "r:xz") as tar:
             tar.extractall(tmp, filter="data")
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not target.is_dir():  # another process won the race: theirs is identical
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        if not target.is_dir():  # another process won the race: theirs is identical
+            raise
     return target
 
 

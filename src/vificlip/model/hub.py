@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..digest import file_sha256
 from ..errors import VificlipError
 from .formats import FOLDER_LAYOUTS
 
@@ -99,7 +100,7 @@ def _check_blob(path: Path, name: str) -> None:
     blob = Path(os.path.realpath(path))
     if not SHA256.fullmatch(blob.name):
         return
-    digest = _sha256(blob)
+    digest = file_sha256(blob)
     if digest != blob.name:
         blob.unlink(missing_ok=True)
         Path(path).unlink(missing_ok=True)
@@ -209,12 +210,6 @@ def url_cache_dir() -> Path:
     return Path(hf_constants().HF_HOME) / "vificlip" / "urls"
 
 
-def _sha256(path: Path) -> str:
-    from ..digest import file_sha256
-
-    return file_sha256(path)
-
-
 def fetch_url(name: str) -> Path:
     """Download once into the cache, verified against the SHA-256 in the fragment; a bad file is removed."""
     url, _, fragment = name.partition("#")
@@ -232,7 +227,7 @@ def fetch_url(name: str) -> Path:
     partial = target.with_name(f".{filename}.{uuid.uuid4().hex[:8]}.incomplete")
     try:
         _download(url, partial, name, filename)
-        digest = _sha256(partial)
+        digest = file_sha256(partial)
         if digest != expected:
             raise HubError(f"{name}: downloaded file has SHA-256 {digest[:12]}…, expected {expected[:12]}…; it was "
                            "removed (a changed file or a wrong checksum)")  # fmt: skip

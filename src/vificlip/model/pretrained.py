@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_dir
 from .convert import CheckpointError, convert_open_clip_config
 from .formats import FOLDER_LAYOUTS
 from .hub import (
@@ -131,15 +131,10 @@ def fetch_open_clip(tag: str, model: str) -> Path:
     # the link's name only selects the folder layout; the loader judges the bytes themselves
     suffix = ".safetensors" if weights.suffix == ".safetensors" else ".bin"
     link_name = next(w for w in weight_names if w.endswith(suffix))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         (tmp / config_name).write_text(json.dumps({"model_cfg": model_cfg, "source": name}, indent=1))
         (tmp / link_name).symlink_to(weights.resolve())
-        shutil.rmtree(folder, ignore_errors=True)
-        os.rename(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete earlier build: replaced whole
     return folder
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from ..atomic import atomic_dir
 from ..data.transforms import NORMALIZATIONS
 from ..engine.config import CONFIG_FILE, RunConfig, read_run_config, to_yaml
 from ..engine.runs import MODEL_FILE, TABLE_FILE, read_train_results
@@ -181,17 +180,10 @@ def export(source: str, out_dir: str | os.PathLike, base: str | None = None, fra
     frames = frames or (cfg.data.num_frames if cfg else DEFAULT_FRAMES)
     normalization = normalization or (cfg.data.normalization if cfg else "authors")
     config = model_config(model, frames, normalization)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # readers never see a half-written export; an empty `out` is replaced
         save_model(model, tmp / WEIGHTS_FILE)
         (tmp / EXPORT_CONFIG).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(model_card(model, config, facts, source, repo), encoding="utf-8")
-        if out.is_dir():
-            out.rmdir()
-        os.rename(tmp, out)  # readers never see a half-written export
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
