@@ -19,6 +19,7 @@ OBJECTS = (("red", "circle"), ("blue", "square"), ("green", "star"), ("yellow", 
 CLASSES = [f"{colour} {shape}" for colour, shape in OBJECTS]
 MAX_UPLOAD = 64 << 10
 MAX_CLASSES = 200
+MODEL_WORKERS = 2  # model calls at once, each on one thread: the concurrent path, attention maps included
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,8 @@ def world(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def service(world) -> Service:
     config = ServeConfig(checkpoint=CHECKPOINT, root=world["videos"], index=world["index"], device="cpu",
-                         frames=FRAMES, max_upload_bytes=MAX_UPLOAD, max_classes=MAX_CLASSES)  # fmt: skip
+                         frames=FRAMES, max_upload_bytes=MAX_UPLOAD, max_classes=MAX_CLASSES,
+                         model_workers=MODEL_WORKERS, model_threads=1)  # fmt: skip
     return Service(config)
 
 

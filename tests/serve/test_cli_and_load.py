@@ -9,7 +9,7 @@ from conftest import CHECKPOINT, CLASSES
 
 from vificlip.cli import main
 from vificlip.serve.config import ServeConfig
-from vificlip.serve.loadtest import format_serve_benchmark, run_serve_benchmark
+from vificlip.serve.loadtest import format_serve_benchmark, machine_ceiling, run_serve_benchmark
 from vificlip.serve.server import running
 from vificlip.serve.service import Service
 
@@ -19,7 +19,9 @@ from vificlip.serve.service import Service
     [
         (["--checkpoint", "no/such/model.safetensors"], "not found"),
         (["--checkpoint", CHECKPOINT, "--port", "0"], "--port"),
-        (["--checkpoint", CHECKPOINT, "--max-classes", "0"], "must be positive"),
+        (["--checkpoint", CHECKPOINT, "--max-classes", "0"], "--max-classes 0: expected a positive number"),
+        (["--checkpoint", CHECKPOINT, "--model-threads", "-1"], "--model-threads -1: expected a positive"),
+        (["--checkpoint", CHECKPOINT, "--max-upload-mb", "0"], "--max-upload-mb 0.0: expected a positive"),
         (["--checkpoint", CHECKPOINT, "--labels", "no-such-set"], "not a bundled label set"),
         (["--checkpoint", CHECKPOINT, "--root", "no/such/folder"], "not a folder"),
         (["--checkpoint", CHECKPOINT, "--index", "no/such/index.safetensors"], "no embedding index"),
@@ -58,8 +60,16 @@ def test_load_benchmark_runs_without_errors() -> None:
         )
         assert r["server_rss_mib"] > 50
     assert result["ratio"] > 0
+    assert result["cores"] >= 1 and 0 < result["single_cores_busy"]
+    assert 0 < result["ceiling"] <= 3  # never more than the client count
+    assert result["share_of_ceiling"] == pytest.approx(result["ratio"] / result["ceiling"], abs=0.01)
     text = format_serve_benchmark(result)
-    assert "errors: 0" in text and "3 clients / 1 client" in text
+    assert "errors: 0" in text and "3 clients / 1 client" in text and "can gain at most" in text
+
+
+def test_machine_ceiling_is_cores_over_the_cores_one_client_used() -> None:
+    assert machine_ceiling({"cores_busy": 1.25}, clients=8, cores=2) == 1.6
+    assert machine_ceiling({"cores_busy": 0.5}, clients=8, cores=16) == 8  # at most the client count
 
 
 def test_page_assets_are_package_data() -> None:

@@ -24,3 +24,10 @@ def test_the_table_marks_failed_rows():
         "| benchmark, compile off | yes | 1.0 videos/s | 3 |" in table
         and "| torchrun | NO | x | 1 |" in table
     )
+
+
+def test_serve_row_reads_the_load_benchmark() -> None:
+    """The row `make gpu-check` adds for the server, run here at a smoke size on the CPU."""
+    row = gpu_check.check_serve("cpu")
+    assert row.ok, row.figures
+    assert "2 clients / 1:" in row.figures and "errors 0" in row.figures and "ceiling" in row.figures

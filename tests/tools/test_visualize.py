@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,30 @@ def test_cli_writes_a_readable_png_grid_and_gif(
         assert image.format == "PNG" and image.width > 100 and image.height > 100
     with Image.open(gif) as image:
         assert image.format == "GIF" and image.n_frames == 4 and image.width >= 224
+
+
+def test_rollout_ignores_forwards_of_the_same_model_on_other_threads(tiny_model: ViFiCLIP) -> None:
+    """A server runs other requests through the model while a rollout's hooks are on its blocks: another thread's
+    forward, made to happen right after the rollout's last block, must not replace the block inputs it kept."""
+    torch.manual_seed(1)
+    size = TINY_ARCH.image_size
+    mine, other = torch.randn(2, 3, size, size), torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected, _ = attention_rollout(tiny_model, mine)
+    rollout_thread, fired = threading.get_ident(), []
+
+    def forward_elsewhere(module, args, output) -> None:
+        if threading.get_ident() == rollout_thread and not fired:
+            fired.append(True)
+            worker = threading.Thread(target=lambda: tiny_model.encode_frames(other))
+            worker.start()
+            worker.join()
+
+    handle = tiny_model.clip.visual.transformer.resblocks[-1].register_forward_hook(forward_elsewhere)
+    try:
+        with torch.no_grad():
+            got, _ = attention_rollout(tiny_model, mine)
+    finally:
+        handle.remove()
+    assert fired
+    torch.testing.assert_close(got.maps, expected.maps)

@@ -79,6 +79,6 @@ def run_serve(args: argparse.Namespace) -> int:
     if min(args.requests, args.clients, args.rounds, args.frames) < 1:
         raise VificlipError("--requests, --clients, --rounds and --frames must be at least 1")
     result = run_serve_benchmark(args.checkpoint, requests=args.requests, clients=args.clients, rounds=args.rounds,
-                                 frames=args.frames)  # fmt: skip
+                                 frames=args.frames, device=args.device)  # fmt: skip
     print(json.dumps(result, indent=2) if args.json else format_serve_benchmark(result))
     return 2 if result["errors"] else 0

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how long a batch waits for requests already on their way")  # fmt: skip
     p.add_argument("--max-batch", type=int, default=d.max_batch, help="most requests in one model call")
     p.add_argument("--decode-threads", type=int, default=d.decode_threads, help="videos decoded at once")
+    p.add_argument("--model-workers", type=int, default=d.model_workers, help="model calls (batches) at once")
+    p.add_argument("--model-threads", type=int, default=d.model_threads,
+                   help="CPU threads each model call spreads over (default: every core)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -48,10 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from ..serve.config import ServeConfig
     from ..serve.server import serve
 
-    if min(args.frames, args.max_classes, args.max_batch, args.decode_threads) < 1 or args.max_upload_mb <= 0:
-        raise VificlipError(
-            "--frames, --max-classes, --max-batch, --decode-threads and --max-upload-mb must be positive"
-        )
+    counts = ("frames", "max_classes", "max_batch", "decode_threads", "model_workers", "model_threads",
+              "max_upload_mb")  # fmt: skip
+    for name in counts:  # --model-threads may be left unset (None: every core)
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise VificlipError(f"--{name.replace('_', '-')} {value}: expected a positive number")
     if not 0 < args.port < 65536:
         raise VificlipError(f"--port {args.port}: expected 1 to 65535")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -62,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                          index=Path(args.index) if args.index else None, root=Path(args.root) if args.root else None,
                          device=args.device, frames=args.frames, max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
                          max_classes=args.max_classes, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch,
-                         decode_threads=args.decode_threads)  # fmt: skip
+                         decode_threads=args.decode_threads, model_workers=args.model_workers,
+                         model_threads=args.model_threads)  # fmt: skip
     print(f"vificlip serve: loading {args.checkpoint} …", flush=True)
     serve(config, host=args.host, port=args.port)
     return 0

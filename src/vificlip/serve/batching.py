@@ -2,8 +2,9 @@
 
 The collector takes the first waiting job, then keeps collecting for at most ``window_s`` — but only while other
 requests are still on their way (announced, i.e. decoding). A lone client therefore never waits for the window,
-and under load the batch fills up while the previous one runs on the model thread. One model thread serialises
-every call into the model, so nothing in torch is shared between threads.
+and under load the batch fills up while the previous ones run. At most ``workers`` batches run at once, each on its
+own thread of ``executor``: on a CPU a model call per core (each single-threaded) uses the cores with no
+synchronisation between them, where one call spread over every core waits at each operator's barrier.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ class MicroBatcher(Generic[T, R]):
         executor: Executor,
         window_s: float = 0.005,
         max_batch: int = 16,
+        workers: int = 1,
     ) -> None:
         self.run, self.executor = run, executor
-        self.window_s, self.max_batch = window_s, max_batch
+        self.window_s, self.max_batch, self.workers = window_s, max_batch, workers
         self.stats = BatchStats()
         self._queue: asyncio.Queue[tuple[T, asyncio.Future]] | None = None
         self._task: asyncio.Task | None = None
         self._announced = 0
+        self._running: set[asyncio.Task] = set()
 
     @contextlib.contextmanager
     def announce(self) -> Iterator[None]:
@@ -61,16 +64,20 @@ class MicroBatcher(Generic[T, R]):
         return await future
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in [self._task, *self._running]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = None
+        self._running.clear()
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         queue = self._queue
+        free = asyncio.Semaphore(self.workers)
         while True:
+            await free.acquire()  # a worker is free: what queued meanwhile joins this batch
             batch = [await queue.get()]
             deadline = loop.time() + self.window_s
             while len(batch) < self.max_batch:
@@ -86,18 +93,28 @@ class MicroBatcher(Generic[T, R]):
                     break
             live = [(job, future) for job, future in batch if not future.done()]  # cancelled: client gone
             if not live:
+                free.release()
                 continue
             self.stats.batches += 1
             self.stats.jobs += len(live)
             self.stats.largest = max(self.stats.largest, len(live))
-            try:
-                results = await loop.run_in_executor(self.executor, self.run, [job for job, _ in live])
-            except Exception as exc:  # the whole call failed: every job of it gets the error
-                results = [exc] * len(live)
-            for (_, future), result in zip(live, results):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            task = asyncio.create_task(self._dispatch(live, free))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _dispatch(self, live: list[tuple[T, asyncio.Future]], free: asyncio.Semaphore) -> None:
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.run, [job for job, _ in live]
+            )
+        except Exception as exc:  # the whole call failed: every job of it gets the error
+            results = [exc] * len(live)
+        finally:
+            free.release()
+        for (_, future), result in zip(live, results):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)

@@ -28,7 +28,9 @@ class ServeConfig:
     max_results: int = 100  # top_k and search k
     batch_window_ms: float = 5.0
     max_batch: int = 16
-    decode_threads: int = 4
+    decode_threads: int = 4  # videos decoded at once, each on one core
+    model_workers: int = 1  # model calls (batches) at once
+    model_threads: int | None = None  # cores each model call spreads over (torch intra-op threads); None: all
     text_cache_size: int = 32
     preview_frames: int = 8
     preview_height: int = 96

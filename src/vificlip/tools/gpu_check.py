@@ -5,7 +5,9 @@
 2. a CUDA train → kill → resume → eval on the synthetic benchmark (tiny CLIP), beside an uninterrupted run of the
    same config: the resumed run must finish, and its weights are compared with the uninterrupted ones;
 3. ``torchrun`` with one GPU: an NCCL process group with DDP doing one training step, and ``vificlip train``
-   under the launcher.
+   under the launcher;
+4. ``vificlip benchmark serve`` with the model on the GPU: throughput at 8 clients over 1, on a machine with the
+   cores that the 2-core development machine lacks.
 
 Every step runs as a subprocess of the CLI (what a user runs), so a crash is a failed row, not a lost table. On a
 machine without CUDA it says so and exits 0 (CI stays green); ``--device cpu`` runs the same steps at tiny sizes as
@@ -74,6 +76,21 @@ def check_benchmark(device: str, compile_: bool) -> Row:
     if "mfu" in result:
         figures += f"; MFU training {result['mfu']['optimised_training']:.1%}"
     return Row(name, True, figures, time.perf_counter() - tick)
+
+
+def check_serve(device: str) -> Row:
+    tick = time.perf_counter()
+    small = [] if device.startswith("cuda") else ["--requests", "8", "--clients", "2", "--rounds", "1"]
+    status, out = _cli(["benchmark", "serve", "--device", device, "--json", *small])
+    if status != 0:
+        return Row("serve under load", False, _last_line(out), time.perf_counter() - tick)
+    result, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
+    single = sum(r["single"]["requests_per_s"] for r in result["rounds"]) / len(result["rounds"])
+    many = sum(r["concurrent"]["requests_per_s"] for r in result["rounds"]) / len(result["rounds"])
+    figures = (f"{single:.0f} → {many:.0f} req/s, {result['clients']} clients / 1: {result['ratio']:.2f}× "
+               f"({result['cores']} cores, ceiling {result['ceiling']:.2f}×); errors {result['errors']}; "
+               f"RSS change {result['rss_growth_mib']:+.0f} MiB")  # fmt: skip
+    return Row("serve under load", result["errors"] == 0, figures, time.perf_counter() - tick)
 
 
 def _train_config(out: Path, device: str) -> Path:
@@ -231,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         checks = [("benchmark, compile off", lambda: check_benchmark(args.device, False)),
                   ("benchmark, compile on", lambda: check_benchmark(args.device, True)),
                   ("train → kill → resume → eval", lambda: check_resume(out, args.device)),
-                  ("torchrun, 1 process", lambda: check_torchrun(out, args.device))]  # fmt: skip
+                  ("torchrun, 1 process", lambda: check_torchrun(out, args.device)),
+                  ("serve under load", lambda: check_serve(args.device))]  # fmt: skip
         rows = [_guarded(name, check) for name, check in checks]
     print(format_table(rows, f"### gpu-check on {name}, torch {torch.__version__}"))
     if args.json:

@@ -12,6 +12,7 @@ are reset to "their own source" whenever a prompt layer replaces them, and are l
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +81,12 @@ def attention_rollout(model: ViFiCLIP, frames: torch.Tensor) -> tuple[Rollout, t
     blocks = list(model.clip.visual.transformer.resblocks)
     inputs: list[torch.Tensor] = [torch.empty(0)] * len(blocks)
 
+    caller = threading.get_ident()
+
     def keep_input(index: int):
         def hook(module, args, kwargs):
-            inputs[index] = args[0] if args else kwargs["q_x"]
+            if threading.get_ident() == caller:  # a server may run other forwards of the same model meanwhile
+                inputs[index] = args[0] if args else kwargs["q_x"]
 
         return hook
 
