@@ -68,8 +68,8 @@ def test_load_benchmark_runs_without_errors() -> None:
 
 
 def test_machine_ceiling_is_cores_over_the_cores_one_client_used() -> None:
-    assert machine_ceiling({"cores_busy": 1.25}, clients=8, cores=2) == 1.6
-    assert machine_ceiling({"cores_busy": 0.5}, clients=8, cores=16) == 8  # at most the client count
+    assert machine_ceiling(1.25, clients=8, cores=2) == 1.6
+    assert machine_ceiling(0.5, clients=8, cores=16) == 8  # at most the client count
 
 
 def test_page_assets_are_package_data() -> None:

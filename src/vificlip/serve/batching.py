@@ -3,8 +3,8 @@
 The collector takes the first waiting job, then keeps collecting for at most ``window_s`` — but only while other
 requests are still on their way (announced, i.e. decoding). A lone client therefore never waits for the window,
 and under load the batch fills up while the previous ones run. At most ``workers`` batches run at once, each on its
-own thread of ``executor``: on a CPU a model call per core (each single-threaded) uses the cores with no
-synchronisation between them, where one call spread over every core waits at each operator's barrier.
+own thread of ``executor`` (``executor`` needs that many threads); the next batch is collected only once one is
+free, so whatever queued meanwhile joins it.
 """
 
 from __future__ import annotations

@@ -136,9 +136,9 @@ def _load(port: int, body: bytes, content_type: str, requests: int, clients: int
             "errors": len(errors), "first_error": errors[0] if errors else None}  # fmt: skip
 
 
-def machine_ceiling(single: dict, clients: int, cores: int) -> float:
+def machine_ceiling(cores_busy: float, clients: int, cores: int) -> float:
     """The most ``clients`` clients can gain over one on ``cores`` cores, given the cores one client kept busy."""
-    return round(min(clients, cores / max(single["cores_busy"], 1e-9)), 2)
+    return round(min(clients, cores / max(cores_busy, 1e-9)), 2)
 
 
 def available_cores() -> int:
@@ -169,7 +169,7 @@ def run_serve_benchmark(checkpoint: str = "synthetic-tiny-clip", requests: int =
                 many = _load(port, body, content_type, requests, clients, process.pid)
                 result_rounds.append({"round": index + 1, "single": single, "concurrent": many,
                                       "ratio": round(many["requests_per_s"] / single["requests_per_s"], 2),
-                                      "ceiling": machine_ceiling(single, clients, cores),
+                                      "ceiling": machine_ceiling(single["cores_busy"], clients, cores),
                                       "server_rss_mib": round(rss_mib(process.pid), 1)})  # fmt: skip
             health = json.loads(_get(port, "/api/health"))
         finally:
@@ -188,7 +188,7 @@ def run_serve_benchmark(checkpoint: str = "synthetic-tiny-clip", requests: int =
     single_busy = sum(r["single"]["cores_busy"] * r["single"]["seconds"] for r in result_rounds) / sum(
         r["single"]["seconds"] for r in result_rounds
     )
-    ceiling = machine_ceiling({"cores_busy": single_busy}, clients, cores)
+    ceiling = machine_ceiling(single_busy, clients, cores)
     ratio = round(many_rate / single_rate, 2)
     return {"checkpoint": checkpoint, "device": device, "frames": frames, "video": f"{video.name}, {len(body):,} B upload",
             "requests_per_round": requests, "clients": clients, "rounds": result_rounds,

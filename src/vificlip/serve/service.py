@@ -78,7 +78,8 @@ class Service:
             self._check_index(self.index)
         self.tmp = Path(tempfile.mkdtemp(prefix="vificlip-serve-"))
         # torch's intra-op thread count is per OS thread, so each pool sets its own. One decode spread over the
-        # cores mostly waits at barriers (the load benchmark's clip: 8.7 ms of CPU on 2 threads, 3.3 ms on one);
+        # cores mostly waits at barriers (the load benchmark's clip: 7.0–8.7 ms of CPU on 2 threads,
+        # 3.3–4.0 ms on one, in two measurements);
         # the pool's threads are the parallelism.
         model_threads = config.model_threads or torch.get_num_threads()
         self.decode_pool = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode",
